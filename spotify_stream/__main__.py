@@ -1,0 +1,3 @@
+from spotify_stream.cli import main
+
+main()

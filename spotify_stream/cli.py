@@ -1,0 +1,256 @@
+"""The ``spotify-stream`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from spotify_stream import __version__
+from spotify_stream.errors import UserError
+from spotify_stream.settings import Settings, get_settings
+
+T = TypeVar("T")
+log = logging.getLogger("spotify_stream")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # aiokafka logs every failed connection attempt; our own one-line errors say it once.
+    logging.getLogger("aiokafka").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except Exception as exc:  # pydantic ValidationError: name the variable
+        raise UserError(f"invalid setting: {exc}".replace("\n", " ")) from None
+
+
+def run_async(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
+    """Run ``main(stop)``; Ctrl-C or SIGTERM set ``stop`` so work ends cleanly."""
+
+    async def runner() -> T:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await main(stop)
+
+    return asyncio.run(runner())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="spotify-stream")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging, tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """Real-time pipeline for Spotify catalog and listening data.
+
+    Settings come from SPOTIFY_STREAM_* environment variables or a .env file;
+    the defaults run everything locally on the embedded broker.
+    """
+    ctx.obj = {"verbose": verbose}
+    _setup_logging(verbose)
+
+
+@cli.command()
+@click.option("--port", default=9092, show_default=True, help="Port to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+def broker(port: int, host: str) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu) in the foreground.
+
+    Data lives in memory and is gone when the broker stops (Ctrl-C).
+    """
+    from spotify_stream.embedded import EmbeddedBroker
+
+    embedded = EmbeddedBroker(port=port, host=host)
+    bootstrap = embedded.start()
+    click.echo(
+        f"broker ready on {bootstrap} (SPOTIFY_STREAM_BROKER=kafka://{bootstrap}); Ctrl-C stops it"
+    )
+    stopping = False
+
+    def _stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        embedded.stop()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    code = embedded.wait()
+    if not stopping:
+        raise UserError(f"embedded broker exited unexpectedly (code {code}): {embedded.log_tail()}")
+    click.echo("broker stopped")
+
+
+@cli.command()
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory to write the four Kaggle-format CSV files to.",
+)
+@click.option(
+    "--tracks",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Number of tracks (artists and albums scale with it).",
+)
+@click.option(
+    "--seed", type=int, default=42, show_default=True, help="Random seed; same seed, same files."
+)
+@click.option(
+    "--anomalies",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Fraction of extra corrupted rows per file (listed in _anomalies.csv).",
+)
+def generate(out_dir: Path, tracks: int, seed: int, anomalies: float) -> None:
+    """Write a realistic synthetic data set in the Kaggle "Spotify Dataset 2023" format."""
+    from spotify_stream.ingest.generator import generate as run
+
+    written = run(out_dir, tracks, seed=seed, anomalies=anomalies, progress=log.info)
+    total = sum(written.values())
+    click.echo(f"wrote {total:,} rows in {len(written)} files to {out_dir}")
+
+
+@cli.command()
+@click.option(
+    "--source",
+    required=True,
+    metavar="DIR|s3://BUCKET/PREFIX",
+    help="Where the Kaggle entity files are.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Messages per second at most (default: as fast as Kafka takes them).",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="Read at most N rows of each file."
+)
+def produce(source: str, rate: float | None, limit: int | None) -> None:
+    """Clean the entity files and send them to the entity topics.
+
+    Creates missing topics (SPOTIFY_STREAM_PARTITIONS partitions), keys every
+    record by its id, sends rejected rows to spotify.deadletter with the reason,
+    and prints a summary per file. Ctrl-C stops reading, flushes what was sent
+    and reports it. Exits 1 if a file was missing or unreadable.
+    """
+    from spotify_stream import console
+    from spotify_stream.ingest.producer import produce as run
+
+    settings = _settings()
+    with console.file_progress() as update:
+        result = run_async(
+            lambda stop: run(settings, source, rate=rate, limit=limit, stop=stop, progress=update)
+        )
+    console.produce_summary(result)
+    if result.file_errors:
+        raise UserError("; ".join(result.file_errors), exit_code=1)
+
+
+@cli.command("simulate-plays")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=100,
+    show_default=True,
+    help="Plays per second.",
+)
+@click.option(
+    "--users",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Simulated listeners.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60,
+    show_default=True,
+    help="Seconds to run.",
+)
+@click.option("--seed", type=int, default=None, help="Random seed for a repeatable run.")
+def simulate_plays(rate: float, users: int, duration: float, seed: int | None) -> None:
+    """Send listening events to spotify.plays, choosing tracks by popularity.
+
+    The catalog is read from spotify.tracks, so run `produce` first.
+    """
+    from spotify_stream.ingest.plays import run_simulation
+
+    settings = _settings()
+    sent = run_async(
+        lambda stop: run_simulation(
+            settings, rate=rate, users=users, duration=duration, seed=seed, stop=stop
+        )
+    )
+    click.echo(f"sent {sent:,} plays to spotify.plays")
+
+
+@cli.command()
+@click.option(
+    "--tracks",
+    type=click.IntRange(min=1),
+    default=2000,
+    show_default=True,
+    help="Size of the generated data set.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=5,
+    show_default=True,
+    help="Seconds of simulated plays.",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-data"),
+    show_default=True,
+    help="Where the generated files go.",
+)
+def demo(tracks: int, duration: float, data_dir: Path) -> None:
+    """Run the pipeline on the embedded defaults: broker, data, producer, plays."""
+    from spotify_stream.demo import run_demo
+
+    run_demo(_settings(), tracks=tracks, duration=duration, data_dir=data_dir)
+
+
+def main() -> None:
+    verbose = "-v" in sys.argv[1:] or "--verbose" in sys.argv[1:]
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if verbose:
+            raise
+        click.echo(
+            f"internal error: {type(exc).__name__}: {exc} (rerun with -v for details)", err=True
+        )
+        sys.exit(70)

@@ -1,0 +1,83 @@
+"""Terminal output for the commands: progress bars and summary tables (rich)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from spotify_stream.ingest.catalog import FileStats
+from spotify_stream.ingest.producer import ProduceResult
+
+out = Console()
+if not out.is_terminal:
+    out = Console(width=120)  # logs and CI: wide enough for the summary tables
+err = Console(stderr=True)
+
+
+@contextmanager
+def file_progress() -> Iterator[callable]:
+    """A progress bar per file (bytes read, rows, rows/s); yields the update callback."""
+    progress = Progress(
+        TextColumn("{task.description:<32}"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[rows]:>9,} rows  {task.fields[rate]:>8,.0f} rows/s"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def update(name: str, stats: FileStats) -> None:
+        if stats.read == 0 and name not in tasks:
+            return
+        if name not in tasks:
+            tasks[name] = progress.add_task(name, total=stats.size or None, rows=0, rate=0.0)
+        task = progress.tasks[tasks[name]]
+        elapsed = task.elapsed or 0.0
+        progress.update(
+            tasks[name],
+            completed=stats.bytes_read,
+            rows=stats.read,
+            rate=stats.read / elapsed if elapsed > 0 else 0.0,
+        )
+
+    with progress:
+        yield update
+
+
+def produce_summary(result: ProduceResult) -> None:
+    table = Table(title="Produced", title_justify="left")
+    for column in ("file", "read", "produced", "rejected", "rejected by reason"):
+        left = column in ("file", "rejected by reason")
+        table.add_column(column, justify="left" if left else "right", no_wrap=column == "file")
+    for name, stats in result.files.items():
+        reasons = "\n".join(f"{r}: {n:,}" for r, n in sorted(stats.rejected.items()))
+        table.add_row(
+            name,
+            f"{stats.read:,}",
+            f"{stats.produced:,}",
+            f"{sum(stats.rejected.values()):,}",
+            (stats.error and f"[red]{stats.error}[/]") or reasons,
+        )
+    out.print(table)
+    topics = Table(title="Messages acknowledged by Kafka", title_justify="left")
+    topics.add_column("topic")
+    topics.add_column("messages", justify="right")
+    for topic, count in sorted(result.messages.items()):
+        topics.add_row(topic, f"{count:,}")
+    out.print(topics)
+    rate = result.rows_read / result.seconds if result.seconds else 0.0
+    state = "interrupted after" if result.interrupted else "done in"
+    out.print(f"{state} {result.seconds:.1f} s: {result.rows_read:,} rows, {rate:,.0f} rows/s")

@@ -1,0 +1,167 @@
+"""Sends the catalog to Kafka: one Avro message per record, keyed by entity id.
+
+Records are read, cleaned and encoded in a worker thread, a chunk at a time, so
+the event loop stays free for the Kafka client. Messages go out in
+per-partition batches; partitions are chosen with Kafka's default murmur2
+partitioner, so a key lands where any Java or librdkafka client would put it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
+
+from spotify_stream import topics
+from spotify_stream.errors import BrokerUnavailable, UserError
+from spotify_stream.ingest.catalog import CatalogReader, FileStats
+from spotify_stream.ingest.sources import fetch_sources
+from spotify_stream.kafka import ensure_topics, start_producer
+from spotify_stream.models import codec_for
+from spotify_stream.settings import Settings
+
+Message = tuple[str, bytes, bytes]  # topic, key, value
+Progress = Callable[[str, FileStats], None]
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner for keyed messages."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class PartitionedSender:
+    """Accumulates messages into one batch per (topic, partition) and ships full ones.
+
+    At most ``max_in_flight`` batches await acknowledgement at once; ``flush``
+    returns when every message handed over so far is acknowledged.
+    """
+
+    def __init__(
+        self, producer: AIOKafkaProducer, partitions: dict[str, int], max_in_flight: int = 32
+    ) -> None:
+        self.producer = producer
+        self.partitions = partitions
+        self.max_in_flight = max_in_flight
+        self.acked: Counter[str] = Counter()
+        self._batches: dict[tuple[str, int], tuple[object, int]] = {}
+        self._in_flight: list[tuple[asyncio.Future, str, int]] = []
+
+    async def send(
+        self, topic: str, key: bytes, value: bytes, timestamp_ms: int | None = None
+    ) -> None:
+        partition = partition_for(key, self.partitions[topic])
+        slot = (topic, partition)
+        batch, count = self._batches.get(slot) or (self.producer.create_batch(), 0)
+        if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:
+            await self._ship(slot, batch, count)
+            batch, count = self.producer.create_batch(), 0
+            if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:
+                raise ValueError(f"a {topic} message of {len(value)} bytes exceeds the batch size")
+        self._batches[slot] = (batch, count + 1)
+
+    async def _ship(self, slot: tuple[str, int], batch: object, count: int) -> None:
+        topic, partition = slot
+        batch.close()
+        future = await self.producer.send_batch(batch, topic, partition=partition)
+        self._in_flight.append((future, topic, count))
+        if len(self._in_flight) > self.max_in_flight:
+            await self._settle(len(self._in_flight) // 2)
+
+    async def _settle(self, n: int) -> None:
+        done, self._in_flight = self._in_flight[:n], self._in_flight[n:]
+        for future, topic, count in done:
+            await future
+            self.acked[topic] += count
+
+    async def flush(self) -> None:
+        batches, self._batches = self._batches, {}
+        for slot, (batch, count) in batches.items():
+            if count:
+                await self._ship(slot, batch, count)
+        await self._settle(len(self._in_flight))
+
+
+@dataclass
+class ProduceResult:
+    files: dict[str, FileStats]
+    messages: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def file_errors(self) -> list[str]:
+        return [s.error for s in self.files.values() if s.error]
+
+    @property
+    def rows_read(self) -> int:
+        return sum(s.read for s in self.files.values())
+
+
+def _encoded(records: Iterator[tuple[topics.Topic, str, dict]]) -> Iterator[Message]:
+    codecs = {t.name: codec_for(t.record) for t in topics.ALL}
+    for topic, key, record in records:
+        yield topic.name, key.encode(), codecs[topic.name].encode(record)
+
+
+async def produce(
+    settings: Settings,
+    source: str,
+    *,
+    rate: float | None = None,
+    limit: int | None = None,
+    stop: asyncio.Event | None = None,
+    progress: Progress | None = None,
+    chunk_size: int = 2000,
+) -> ProduceResult:
+    """Produce the entity files at ``source`` (directory or s3:// prefix)."""
+    started = time.monotonic()
+    files = await fetch_sources(source, Path(settings.data_dir) / "sources", settings.s3_endpoint)
+    if not any(files.values()):
+        raise UserError(f"none of the entity files is in {source} (expected {', '.join(files)})")
+    reader = CatalogReader(
+        files,
+        max_field_chars=settings.csv_max_field_chars,
+        max_raw_bytes=settings.deadletter_max_raw_bytes,
+        limit=limit,
+    )
+    result = ProduceResult(files=reader.stats)
+    partitions = await ensure_topics(settings, [t.name for t in topics.ALL])
+    producer = await start_producer(settings)
+    sender = PartitionedSender(producer, partitions)
+    stop = stop or asyncio.Event()
+    if rate:
+        chunk_size = max(1, min(chunk_size, int(rate / 10)))
+    messages = _encoded(reader.records())
+    sent = 0
+    try:
+        while not stop.is_set():
+            chunk = await asyncio.to_thread(lambda: list(itertools.islice(messages, chunk_size)))
+            if not chunk:
+                break
+            for topic, key, value in chunk:
+                await sender.send(topic, key, value)
+            sent += len(chunk)
+            if progress:
+                for name, stats in reader.stats.items():
+                    progress(name, stats)
+            if rate:
+                ahead = sent / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        result.interrupted = stop.is_set()
+        await sender.flush()
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"Kafka failed while producing: {exc}") from None
+    finally:
+        result.messages = sender.acked
+        await producer.stop()
+    result.seconds = time.monotonic() - started
+    return result

@@ -1,0 +1,121 @@
+"""Kafka clients configured from settings, with one-line errors when Kafka is away."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from spotify_stream.errors import BrokerUnavailable
+from spotify_stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_TOPIC_EXISTS = 36
+
+
+def client_kwargs(settings: Settings) -> dict[str, Any]:
+    """Connection options shared by every aiokafka client (security settings join here)."""
+    return {"bootstrap_servers": settings.bootstrap_servers, "client_id": "spotify-stream"}
+
+
+def _unreachable(settings: Settings, exc: BaseException) -> BrokerUnavailable:
+    reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+    return BrokerUnavailable(
+        f"cannot reach Kafka at {','.join(settings.bootstrap_servers)} ({reason}); "
+        "start one with `spotify-stream broker` or set SPOTIFY_STREAM_BROKER"
+    )
+
+
+async def _start(client: Any, settings: Settings) -> None:
+    try:
+        await asyncio.wait_for(client.start(), settings.connect_timeout)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        await _close_quietly(client)
+        raise _unreachable(settings, exc) from None
+
+
+async def _close_quietly(client: Any) -> None:
+    try:
+        if isinstance(client, AIOKafkaAdminClient):
+            await client.close()
+        else:
+            await client.stop()
+    except Exception:  # already broken; nothing more to report
+        log.debug("closing a failed Kafka client", exc_info=True)
+
+
+async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    """A started producer; with idempotence ``auto``, falls back to plain when refused."""
+    options: dict[str, Any] = {
+        **client_kwargs(settings),
+        "acks": "all",
+        "linger_ms": settings.producer_linger_ms,
+        "compression_type": None
+        if settings.producer_compression == "none"
+        else settings.producer_compression,
+        "max_batch_size": 1 << 20,
+        "request_timeout_ms": int(max(settings.connect_timeout, 30) * 1000),
+        **overrides,
+    }
+    mode = settings.producer_idempotence
+    if mode == "off":
+        producer = AIOKafkaProducer(**options, enable_idempotence=False)
+        await _start(producer, settings)
+        return producer
+    producer = AIOKafkaProducer(**options, enable_idempotence=True)
+    try:
+        await _start(producer, settings)
+        return producer
+    except BrokerUnavailable:
+        if mode == "on":
+            raise BrokerUnavailable(
+                "the broker refused an idempotent producer (InitProducerId); "
+                "set SPOTIFY_STREAM_PRODUCER_IDEMPOTENCE=off for brokers without it"
+            ) from None
+    # Distinguish "no idempotence here" from "no broker here" with a plain producer.
+    producer = AIOKafkaProducer(**options, enable_idempotence=False)
+    await _start(producer, settings)
+    log.warning("broker does not support idempotent producers; producing without idempotence")
+    return producer
+
+
+async def ensure_topics(settings: Settings, names: Iterable[str]) -> dict[str, int]:
+    """Create missing topics with the configured partition count.
+
+    Returns the partition count of every topic. Existing topics keep theirs; a
+    different count than configured is logged, never changed.
+    """
+    names = list(names)
+    admin = AIOKafkaAdminClient(
+        **client_kwargs(settings), request_timeout_ms=int(settings.connect_timeout * 1000)
+    )
+    await _start(admin, settings)
+    try:
+        response = await admin.create_topics(
+            [NewTopic(n, settings.partitions, settings.replication) for n in names]
+        )
+        for topic, code, message in response.topic_errors:
+            if code not in (0, _TOPIC_EXISTS):
+                raise BrokerUnavailable(f"cannot create topic {topic}: {message} (error {code})")
+        described = await admin.describe_topics(names)
+    except KafkaError as exc:
+        raise _unreachable(settings, exc) from None
+    finally:
+        await _close_quietly(admin)
+    counts = {d["topic"]: len(d["partitions"]) for d in described}
+    for name, count in counts.items():
+        if count != settings.partitions:
+            log.warning(
+                "topic %s has %d partitions, settings say %d; keeping %d",
+                name,
+                count,
+                settings.partitions,
+                count,
+            )
+    return counts

@@ -1,0 +1,48 @@
+"""Loads the Avro schemas shipped beside this file.
+
+Files directly here are the current version of each record; ``history/`` (when
+present) holds earlier versions, known to readers so old messages still decode.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import fastavro
+
+_HERE = resources.files(__name__)
+
+
+def _load(name: str) -> dict[str, Any]:
+    return json.loads(_HERE.joinpath(name).read_text(encoding="utf-8"))
+
+
+def _parse(raw: dict[str, Any]) -> dict[str, Any]:
+    # _write_hint=False keeps the parsed schema's canonical form (and fingerprint)
+    # equal to that of the .avsc text.
+    return fastavro.parse_schema(raw, _write_hint=False)
+
+
+#: Current schemas by short record name ("Artist", "Track", ...).
+SCHEMAS: dict[str, dict[str, Any]] = {}
+for _entry in sorted(_HERE.iterdir(), key=lambda e: e.name):
+    if _entry.name.endswith(".avsc"):
+        _parsed = _parse(_load(_entry.name))
+        SCHEMAS[_parsed["name"].rsplit(".", 1)[-1]] = _parsed
+
+#: Earlier versions, readable but never written.
+HISTORY: list[dict[str, Any]] = []
+if _HERE.joinpath("history").is_dir():
+    for _entry in sorted(_HERE.joinpath("history").iterdir(), key=lambda e: e.name):
+        if _entry.name.endswith(".avsc"):
+            HISTORY.append(_parse(json.loads(_entry.read_text(encoding="utf-8"))))
+
+
+def schema(name: str) -> dict[str, Any]:
+    """The current parsed schema of record ``name`` (e.g. ``"Track"``)."""
+    try:
+        return SCHEMAS[name]
+    except KeyError:
+        raise KeyError(f"no schema named {name!r}; known: {', '.join(SCHEMAS)}") from None

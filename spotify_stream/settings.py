@@ -1,0 +1,82 @@
+"""Every setting of spotify-stream, in one place.
+
+Values come from the environment (``SPOTIFY_STREAM_<NAME>``) or a ``.env`` file in
+the working directory; the defaults run the embedded local stack. No other module
+reads the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SPOTIFY_STREAM_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    broker: str = Field(
+        "kafka://127.0.0.1:9092",
+        description="Kafka bootstrap servers, comma-separated, with or without kafka://",
+    )
+    lake: str = Field("file://./lake", description="Lake root: file://DIR or s3://bucket/prefix")
+    s3_endpoint: str | None = Field(None, description="Endpoint URL of an S3-compatible store")
+    store: str = Field("rocksdb://", description="Faust table store")
+    data_dir: Path = Field(Path("./.spotify-stream"), description="Worker state directory")
+    web_host: str = Field("127.0.0.1", description="Faust web bind address")
+    web_port: int = Field(6066, description="Faust web port")
+    partitions: int = Field(8, ge=1, description="Partitions of the topics the project creates")
+    replication: int = Field(1, ge=1, description="Replication factor of created topics")
+    flush_seconds: float = Field(60, gt=0, description="Sink window in seconds")
+    join_max_wait: float = Field(300, gt=0, description="Seconds a track waits for dimensions")
+
+    producer_idempotence: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="auto: idempotent when the broker supports it (Kafka, MSK), "
+        "plain otherwise (the embedded broker refuses InitProducerId)",
+    )
+    producer_linger_ms: int = Field(20, ge=0, description="Producer batching delay")
+    producer_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    connect_timeout: float = Field(
+        10, gt=0, description="Seconds to wait for Kafka before giving up with an error"
+    )
+
+    csv_max_field_chars: int = Field(
+        1 << 20, gt=0, description="Longest CSV field accepted; longer ones are dead-lettered"
+    )
+    deadletter_max_raw_bytes: int = Field(
+        64 << 10, gt=0, description="Raw row bytes kept in a dead-letter record"
+    )
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_not_empty(cls, value: str) -> str:
+        if not bootstrap_list(value):
+            raise ValueError("needs at least one host:port")
+        return value
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return bootstrap_list(self.broker)
+
+
+def bootstrap_list(broker: str) -> list[str]:
+    """``kafka://a:9092,b:9092`` -> ``["a:9092", "b:9092"]``."""
+    servers = []
+    for part in broker.split(","):
+        part = part.strip()
+        if "://" in part:
+            part = part.split("://", 1)[1]
+        if part:
+            servers.append(part)
+    return servers
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
