@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -84,13 +85,16 @@ def broker(port: int, host: str) -> None:
     def _stop(signum: int, _frame: Any) -> None:
         nonlocal stopping
         stopping = True
-        embedded.stop()
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    code = embedded.wait()
+    while embedded.running and not stopping:
+        time.sleep(0.2)
     if not stopping:
-        raise UserError(f"embedded broker exited unexpectedly (code {code}): {embedded.log_tail()}")
+        tail = embedded.log_tail()
+        embedded.stop()
+        raise UserError(f"embedded broker exited unexpectedly: {tail or 'no output'}")
+    embedded.stop()
     click.echo("broker stopped")
 
 
@@ -237,7 +241,7 @@ def demo(tracks: int, duration: float, data_dir: Path) -> None:
 def main() -> None:
     verbose = "-v" in sys.argv[1:] or "--verbose" in sys.argv[1:]
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name="spotify-stream", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

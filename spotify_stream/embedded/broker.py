@@ -149,11 +149,6 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def wait(self) -> int:
-        """Block until the broker exits (or is stopped); returns its exit code."""
-        proc = self._proc
-        return proc.wait() if proc is not None else 0
-
     def stop(self, timeout: float = 5.0) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:

@@ -7,6 +7,7 @@ reads a local file.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,10 +117,13 @@ async def _fetch_s3(
                     raise UserError(f"cannot read s3://{bucket}/{key}: {code or exc}") from None
                 path = workdir / name
                 tmp = path.with_suffix(".part")
-                with open(tmp, "wb") as out:
-                    async with obj["Body"] as body:
-                        async for chunk in body.content.iter_chunked(1 << 20):
-                            out.write(chunk)
+                body = obj["Body"]
+                try:
+                    with open(tmp, "wb") as out:
+                        async for chunk in body.iter_chunks(1 << 20):
+                            await asyncio.to_thread(out.write, chunk)
+                finally:
+                    body.close()
                 os.replace(tmp, path)
                 modified = int(obj["LastModified"].timestamp() * 1000)
                 found[name] = SourceFile(name, path, modified, path.stat().st_size)

@@ -1,0 +1,160 @@
+import datetime as dt
+import json
+
+import fastavro
+import pyarrow as pa
+import pytest
+
+from spotify_stream.models import SCHEMAS, AvroCodec, DecodeError, codec_for
+from spotify_stream.models.arrow import arrow_schema
+from spotify_stream.models.codec import register_writer_schema
+from spotify_stream.models.records import RECORDS
+
+UTC = dt.UTC
+NOW = dt.datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
+
+SAMPLES = {
+    "Artist": {
+        "artist_id": "a1",
+        "name": 'Sigur Rós, "live"',
+        "popularity": 71,
+        "followers": 1_234_567,
+        "genres": ["post-rock", "icelandic"],
+        "updated_at": NOW,
+    },
+    "Album": {
+        "album_id": "al1",
+        "name": "Ágætis byrjun",
+        "album_type": "album",
+        "release_date": dt.date(1999, 6, 1),
+        "release_date_precision": "month",
+        "label": "Smekkleysa",
+        "popularity": 60,
+        "total_tracks": 10,
+        "artist_id": "a1",
+        "updated_at": NOW,
+    },
+    "Track": {
+        "track_id": "t1",
+        "name": "Svefn-g-englar",
+        "album_id": "al1",
+        "track_number": 2,
+        "duration_ms": 604_000,
+        "artist_id": "a1",
+        "artist_names": ["Sigur Rós"],
+        "popularity": 55,
+        "explicit": False,
+        "updated_at": NOW,
+    },
+    "AudioFeatures": {
+        "track_id": "t1",
+        "danceability": 0.2,
+        "energy": 0.31,
+        "key": 5,
+        "loudness": -14.2,
+        "mode": 1,
+        "speechiness": 0.03,
+        "acousticness": 0.4,
+        "instrumentalness": 0.8,
+        "liveness": 0.1,
+        "valence": 0.05,
+        "tempo": 61.5,
+        "duration_ms": 604_000,
+        "time_signature": 4,
+        "updated_at": NOW,
+    },
+    "Play": {
+        "user_id": "u1",
+        "track_id": "t1",
+        "played_at": NOW,
+        "ms_played": 200_000,
+        "skipped": False,
+        "session_id": "s1",
+    },
+    "DeadLetter": {
+        "reason": "bad_value",
+        "detail": "x",
+        "source": "f.csv",
+        "line": 3,
+        "row": 2,
+        "partition": None,
+        "offset": None,
+        "raw": b"\x00\xffraw",
+        "raw_size": 5,
+        "failed_at": NOW,
+    },
+}
+
+
+def test_every_schema_has_a_sample():
+    assert set(SAMPLES) == set(SCHEMAS)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_round_trip(name):
+    codec = codec_for(name)
+    data = codec.encode(SAMPLES[name])
+    assert data[:2] == b"\xc3\x01"
+    assert data[2:10] == codec.fingerprint
+    assert codec.decode(data) == SAMPLES[name]
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_reader_on_newer_schema_with_added_optional_field(name):
+    """Old messages decode into a newer schema; the new field takes its default."""
+    newer = json.loads(json.dumps(SCHEMAS[name]))
+    newer["fields"].append({"name": "mood", "type": ["null", "string"], "default": None})
+    new_codec = AvroCodec(fastavro.parse_schema(newer, _write_hint=False))
+    old_message = codec_for(name).encode(SAMPLES[name])
+    assert new_codec.decode(old_message) == {**SAMPLES[name], "mood": None}
+
+
+def test_older_reader_reads_newer_writer_once_registered():
+    newer = json.loads(json.dumps(SCHEMAS["Track"]))
+    newer["fields"].append({"name": "isrc", "type": ["null", "string"], "default": None})
+    writer = AvroCodec(fastavro.parse_schema(newer, _write_hint=False))
+    message = writer.encode({**SAMPLES["Track"], "isrc": "ISXX1"})
+    register_writer_schema(writer.schema)
+    assert codec_for("Track").decode(message) == SAMPLES["Track"]
+
+
+def test_garbage_and_unknown_schema_raise_decode_error():
+    codec = codec_for("Track")
+    with pytest.raises(DecodeError, match="C3 01"):
+        codec.decode(b"not avro")
+    with pytest.raises(DecodeError, match="unknown writer schema"):
+        codec.decode(b"\xc3\x01" + b"\x00" * 8 + b"\x02")
+    with pytest.raises(DecodeError, match="corrupt"):
+        codec.decode(codec.encode(SAMPLES["Track"])[:14])
+
+
+def test_message_of_another_record_is_refused():
+    message = codec_for("Artist").encode(SAMPLES["Artist"])
+    with pytest.raises(DecodeError, match="holds a spotify_stream.Artist"):
+        codec_for("Track").decode(message)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_arrow_schema_holds_decoded_records(name):
+    schema = arrow_schema(SCHEMAS[name])
+    assert schema.names == [f["name"] for f in SCHEMAS[name]["fields"]]
+    decoded = codec_for(name).decode(codec_for(name).encode(SAMPLES[name]))
+    table = pa.Table.from_pylist([decoded], schema=schema)
+    assert table.to_pylist() == [decoded]
+
+
+def test_arrow_types_follow_avro():
+    schema = arrow_schema(SCHEMAS["Album"])
+    assert schema.field("album_id").type == pa.string() and not schema.field("album_id").nullable
+    assert schema.field("release_date").type == pa.date32()
+    assert schema.field("updated_at").type == pa.timestamp("ms", tz="UTC")
+    assert arrow_schema(SCHEMAS["Artist"]).field("genres").type == pa.list_(pa.string())
+    assert arrow_schema(SCHEMAS["DeadLetter"]).field("raw").type == pa.binary()
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_faust_record_fields_come_from_schema(name):
+    record = RECORDS[name]
+    assert set(record._options.fields) == {f["name"] for f in SCHEMAS[name]["fields"]}
+    built = record(**SAMPLES[name])
+    assert {k: getattr(built, k) for k in SAMPLES[name]} == SAMPLES[name]

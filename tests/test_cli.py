@@ -1,0 +1,61 @@
+import os
+import subprocess
+
+import pytest
+
+from tests.conftest import cli_command
+
+
+def run(*args, cwd, env=None):
+    return subprocess.run(
+        [*cli_command(), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize("command", ["broker", "generate", "produce", "simulate-plays", "demo"])
+def test_every_command_has_help(command, tmp_path):
+    proc = run(command, "--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith(f"Usage: spotify-stream {command}")
+
+
+def test_bad_arguments_are_one_line(tmp_path):
+    proc = run("generate", "--out", str(tmp_path), "--tracks", "0", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--tracks" in proc.stderr
+    proc = run(
+        "produce",
+        "--source",
+        str(tmp_path),
+        cwd=tmp_path,
+        env={"SPOTIFY_STREAM_PARTITIONS": "zero"},
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: invalid setting")
+
+
+def test_generate_writes_the_kaggle_files(tmp_path):
+    proc = run("generate", "--out", "d", "--tracks", "50", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [
+        "_anomalies.csv",
+        "spotify-albums_data_2023.csv",
+        "spotify_artist_data_2023.csv",
+        "spotify_features_data_2023.csv",
+        "spotify_tracks_data_2023.csv",
+    ]
+
+
+@pytest.mark.slow
+def test_demo_runs_to_its_summary(tmp_path):
+    proc = run("demo", "--tracks", "500", "--duration", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "spotify.tracks         │      500" in proc.stdout
+    assert "plays to spotify.plays" in proc.stdout
+    assert "demo finished" in proc.stdout
