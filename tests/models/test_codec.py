@@ -130,7 +130,7 @@ def test_garbage_and_unknown_schema_raise_decode_error():
 
 def test_message_of_another_record_is_refused():
     message = codec_for("Artist").encode(SAMPLES["Artist"])
-    with pytest.raises(DecodeError, match="holds a spotify_stream.Artist"):
+    with pytest.raises(DecodeError, match=r"holds a spotify_stream\.Artist"):
         codec_for("Track").decode(message)
 
 
