@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
@@ -59,7 +59,7 @@ async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProduc
         "compression_type": None
         if settings.producer_compression == "none"
         else settings.producer_compression,
-        "max_batch_size": 1 << 20,
+        "max_batch_size": settings.producer_max_batch_bytes,
         "request_timeout_ms": int(max(settings.connect_timeout, 30) * 1000),
         **overrides,
     }
@@ -119,3 +119,33 @@ async def ensure_topics(settings: Settings, names: Iterable[str]) -> dict[str, i
                 count,
             )
     return counts
+
+
+async def read_topic(settings: Settings, topic: str) -> AsyncIterator[ConsumerRecord]:
+    """Every message of ``topic``, all partitions, from the beginning at least up to
+    the end offsets at the time of the call; outside any consumer group.
+
+    A partition is done when the consumer's position passes its end offset, never by
+    comparing message offsets with it: the embedded broker reports the end offset
+    as the last batch's base offset + 1, and fetches return whole batches.
+    """
+    partitions = (await ensure_topics(settings, [topic]))[topic]
+    consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=None, enable_auto_commit=False)
+    await _start(consumer, settings)
+    try:
+        assigned = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        end = await consumer.end_offsets(assigned)
+        remaining = {tp for tp in assigned if end[tp] > 0}
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=1000)
+            for tp, messages in batches.items():
+                for message in messages:
+                    yield message
+                if await consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+    except KafkaError as exc:
+        raise _unreachable(settings, exc) from None
+    finally:
+        await consumer.stop()

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     )
     producer_linger_ms: int = Field(20, ge=0, description="Producer batching delay")
     producer_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    producer_max_batch_bytes: int = Field(
+        1 << 20, ge=1024, description="Largest record batch per partition (and largest message)"
+    )
     connect_timeout: float = Field(
         10, gt=0, description="Seconds to wait for Kafka before giving up with an error"
     )

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from spotify_stream.embedded import EmbeddedBroker, free_port
 from spotify_stream.ingest.generator import generate
-from spotify_stream.kafka import client_kwargs
+from spotify_stream.kafka import read_topic
 from spotify_stream.settings import Settings
 
 GENERATED_TRACKS = 5000
@@ -22,19 +20,6 @@ GENERATED_TRACKS = 5000
 def broker() -> Iterator[EmbeddedBroker]:
     with EmbeddedBroker() as embedded:
         yield embedded
-
-
-@pytest.fixture
-def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
-    """Settings for one test against the session broker; topics are per-test via prefix-free names,
-    so tests that produce use a fresh broker (``fresh_broker``) when they count messages."""
-    return Settings(
-        broker=f"kafka://{broker.bootstrap}",
-        data_dir=tmp_path / "state",
-        producer_idempotence="off",
-        partitions=4,
-        _env_file=None,
-    )
 
 
 @pytest.fixture
@@ -80,28 +65,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def consume_all(settings: Settings, topic: str) -> list:
     """Every message of ``topic`` from the beginning up to the current end offsets."""
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        end = await consumer.end_offsets(assigned)
-        messages = []
-        remaining = {tp for tp in assigned if end[tp] > 0}
-        while remaining:
-            batches = await asyncio.wait_for(consumer.getmany(*remaining, timeout_ms=1000), 30)
-            for tp, batch in batches.items():
-                messages.extend(batch)
-                if await consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
-        return messages
-    finally:
-        await consumer.stop()
+    return [message async for message in read_topic(settings, topic)]
 
 
 def cli_command() -> list[str]:

@@ -13,12 +13,11 @@ import uuid
 from typing import Any
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from spotify_stream import topics
 from spotify_stream.errors import BrokerUnavailable, UserError
-from spotify_stream.kafka import client_kwargs, ensure_topics, start_producer
+from spotify_stream.kafka import ensure_topics, read_topic, start_producer
 from spotify_stream.models import DecodeError, codec_for
 from spotify_stream.settings import Settings
 
@@ -89,40 +88,18 @@ class PlaySimulator:
 
 async def load_catalog(settings: Settings) -> Catalog:
     """Every track in ``spotify.tracks`` (latest version per id) up to the current end."""
-    partitions = await ensure_topics(settings, [topics.TRACKS.name])
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=None, enable_auto_commit=False)
-    try:
-        await asyncio.wait_for(consumer.start(), settings.connect_timeout)
-    except (KafkaError, OSError, TimeoutError) as exc:
-        await consumer.stop()
-        raise BrokerUnavailable(f"cannot reach Kafka at {settings.broker}: {exc}") from None
     codec = codec_for(topics.TRACKS.record)
     tracks: dict[str, tuple[str, int, int]] = {}
-    try:
-        assigned = [
-            TopicPartition(topics.TRACKS.name, p) for p in range(partitions[topics.TRACKS.name])
-        ]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        end = await consumer.end_offsets(assigned)
-        remaining = {tp for tp in assigned if end[tp] > 0}
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=1000)
-            for tp, messages in batches.items():
-                for message in messages:
-                    try:
-                        track = codec.decode(message.value)
-                    except DecodeError:
-                        continue  # not ours to judge here; the stream core dead-letters it
-                    tracks[track["track_id"]] = (
-                        track["track_id"],
-                        track["popularity"] or 0,
-                        track["duration_ms"] or 0,
-                    )
-                if await consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
-    finally:
-        await consumer.stop()
+    async for message in read_topic(settings, topics.TRACKS.name):
+        try:
+            track = codec.decode(message.value)
+        except DecodeError:
+            continue  # not ours to judge here; the stream core dead-letters it
+        tracks[track["track_id"]] = (
+            track["track_id"],
+            track["popularity"] or 0,
+            track["duration_ms"] or 0,
+        )
     return list(tracks.values())
 
 

@@ -84,11 +84,15 @@ class PartitionedSender:
             await future
             self.acked[topic] += count
 
-    async def flush(self) -> None:
+    async def ship_open_batches(self) -> None:
+        """Hand every open batch to Kafka now, without waiting for acknowledgements."""
         batches, self._batches = self._batches, {}
         for slot, (batch, count) in batches.items():
             if count:
                 await self._ship(slot, batch, count)
+
+    async def flush(self) -> None:
+        await self.ship_open_batches()
         await self._settle(len(self._in_flight))
 
 
@@ -163,6 +167,7 @@ async def produce(
                 for name, stats in reader.stats.items():
                     progress(name, stats)
             if rate:
+                await sender.ship_open_batches()  # a throttled chunk goes out as released
                 ahead = sent / rate - (time.monotonic() - started)
                 if ahead > 0:
                     await asyncio.sleep(ahead)

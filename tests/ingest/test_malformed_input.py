@@ -166,3 +166,38 @@ def test_missing_directory_and_unreachable_broker(data, tmp_path, fresh_settings
     proc = run_produce(fresh_settings, data, tmp_path, broker=f"127.0.0.1:{free_port()}")
     assert proc.returncode == 2
     assert_clean_failure(proc, "cannot reach Kafka", "SPOTIFY_STREAM_BROKER")
+
+
+async def test_ctrl_c_flushes_and_reports(fresh_settings, data, tmp_path):
+    import asyncio
+    import signal
+    import time
+
+    env = {
+        **os.environ,
+        "SPOTIFY_STREAM_BROKER": fresh_settings.broker,
+        "SPOTIFY_STREAM_PRODUCER_IDEMPOTENCE": "off",
+        "SPOTIFY_STREAM_PARTITIONS": "4",
+    }
+    proc = subprocess.Popen(
+        [*cli_command(), "produce", "--source", str(data), "--rate", "50"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while (
+        not (await consume_all(fresh_settings, topics.ALBUMS.name)) and time.monotonic() < deadline
+    ):
+        await asyncio.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted after" in stdout
+    got = await counts(fresh_settings)
+    assert got[topics.ALBUMS.name] > 0 and got[topics.TRACKS.name] < TRACKS
+    albums_line = next(line for line in stdout.splitlines() if "spotify.albums" in line)
+    assert f"{got[topics.ALBUMS.name]:,}" in albums_line  # the summary counts what arrived

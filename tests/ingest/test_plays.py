@@ -55,3 +55,13 @@ async def test_simulation_sends_plays_of_known_tracks(fresh_settings, generated)
         assert play["track_id"] in known
         assert message.key == play["user_id"].encode()
         assert message.timestamp == int(play["played_at"].timestamp() * 1000)
+
+
+@pytest.mark.slow
+async def test_simulation_without_tracks_asks_for_produce_first(fresh_settings):
+    from spotify_stream.errors import UserError
+
+    with pytest.raises(UserError, match="run `spotify-stream produce` first"):
+        await run_simulation(
+            fresh_settings, rate=10, users=1, duration=1, seed=1, stop=asyncio.Event()
+        )

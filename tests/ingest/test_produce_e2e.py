@@ -100,6 +100,8 @@ def manifest(data: Path) -> Counter:
 
 
 async def test_generated_catalog_arrives_exactly_once_with_equal_values(fresh_settings, generated):
+    # Small batches: every partition gets many, so batch rotation is exercised too.
+    fresh_settings = fresh_settings.model_copy(update={"producer_max_batch_bytes": 16_384})
     result = await produce(fresh_settings, str(generated))
     assert not result.file_errors and not result.interrupted
 

@@ -1,0 +1,35 @@
+"""Kafka helpers on the real embedded broker."""
+
+import pytest
+
+from spotify_stream.kafka import ensure_topics, read_topic, start_producer
+
+pytestmark = pytest.mark.slow
+
+
+async def test_read_topic_reads_every_batch_to_the_end(fresh_settings):
+    """Many small batches per partition: all messages come back once, in order.
+
+    (The embedded broker reports a partition's end offset as its last batch's base
+    offset + 1; reading must not stop there.)
+    """
+    await ensure_topics(fresh_settings, ["t.batches"])
+    producer = await start_producer(fresh_settings, max_batch_size=16_384)
+    try:
+        for i in range(3000):
+            await producer.send("t.batches", f"{i:06d}".encode() * 20, key=str(i % 7).encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+    messages = [m async for m in read_topic(fresh_settings, "t.batches")]
+    assert sorted(int(m.value[:6]) for m in messages) == list(range(3000))
+    for partition in {m.partition for m in messages}:
+        offsets = [m.offset for m in messages if m.partition == partition]
+        assert offsets == list(range(len(offsets)))
+
+
+async def test_existing_topic_keeps_its_partition_count(fresh_settings, caplog):
+    await ensure_topics(fresh_settings.model_copy(update={"partitions": 2}), ["t.two"])
+    counts = await ensure_topics(fresh_settings, ["t.two", "t.new"])
+    assert counts == {"t.two": 2, "t.new": fresh_settings.partitions}
+    assert "t.two has 2 partitions, settings say 4" in caplog.text
