@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +13,7 @@ import click
 
 from spotify_stream import __version__
 from spotify_stream.errors import UserError
+from spotify_stream.runtime import run_async
 from spotify_stream.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -36,19 +35,6 @@ def _settings() -> Settings:
         return get_settings()
     except Exception as exc:  # pydantic ValidationError: name the variable
         raise UserError(f"invalid setting: {exc}".replace("\n", " ")) from None
-
-
-def run_async(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
-    """Run ``main(stop)``; Ctrl-C or SIGTERM set ``stop`` so work ends cleanly."""
-
-    async def runner() -> T:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        return await main(stop)
-
-    return asyncio.run(runner())
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

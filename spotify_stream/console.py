@@ -17,7 +17,7 @@ from rich.progress import (
 from rich.table import Table
 
 from spotify_stream.ingest.catalog import FileStats
-from spotify_stream.ingest.producer import ProduceResult
+from spotify_stream.ingest.producer import ProduceResult, ProgressCallback
 
 out = Console()
 if not out.is_terminal:
@@ -26,7 +26,7 @@ err = Console(stderr=True)
 
 
 @contextmanager
-def file_progress() -> Iterator[callable]:
+def file_progress() -> Iterator[ProgressCallback]:
     """A progress bar per file (bytes read, rows, rows/s); yields the update callback."""
     progress = Progress(
         TextColumn("{task.description:<32}"),

@@ -13,14 +13,13 @@ from spotify_stream.embedded import EmbeddedBroker
 from spotify_stream.ingest.generator import generate
 from spotify_stream.ingest.plays import run_simulation
 from spotify_stream.ingest.producer import produce
+from spotify_stream.runtime import run_async
 from spotify_stream.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def run_demo(settings: Settings, *, tracks: int, duration: float, data_dir: Path) -> None:
-    from spotify_stream.cli import run_async
-
     console.out.rule("spotify-stream demo")
     with EmbeddedBroker() as broker:
         settings = settings.model_copy(

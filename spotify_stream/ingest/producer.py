@@ -18,6 +18,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.producer.message_accumulator import BatchBuilder
 from murmurhash2 import murmurhash2
 
 from spotify_stream import topics
@@ -29,7 +30,7 @@ from spotify_stream.models import codec_for
 from spotify_stream.settings import Settings
 
 Message = tuple[str, bytes, bytes]  # topic, key, value
-Progress = Callable[[str, FileStats], None]
+ProgressCallback = Callable[[str, FileStats], None]
 
 
 _KAFKA_MURMUR2_SEED = 0x9747B28C
@@ -54,7 +55,7 @@ class PartitionedSender:
         self.partitions = partitions
         self.max_in_flight = max_in_flight
         self.acked: Counter[str] = Counter()
-        self._batches: dict[tuple[str, int], tuple[object, int]] = {}
+        self._batches: dict[tuple[str, int], tuple[BatchBuilder, int]] = {}
         self._in_flight: list[tuple[asyncio.Future, str, int]] = []
 
     async def send(
@@ -67,10 +68,13 @@ class PartitionedSender:
             await self._ship(slot, batch, count)
             batch, count = self.producer.create_batch(), 0
             if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:
-                raise ValueError(f"a {topic} message of {len(value)} bytes exceeds the batch size")
+                raise UserError(
+                    f"a {topic} message of {len(value):,} bytes does not fit in a batch; "
+                    "raise SPOTIFY_STREAM_PRODUCER_MAX_BATCH_BYTES"
+                )
         self._batches[slot] = (batch, count + 1)
 
-    async def _ship(self, slot: tuple[str, int], batch: object, count: int) -> None:
+    async def _ship(self, slot: tuple[str, int], batch: BatchBuilder, count: int) -> None:
         topic, partition = slot
         batch.close()
         future = await self.producer.send_batch(batch, topic, partition=partition)
@@ -125,7 +129,7 @@ async def produce(
     rate: float | None = None,
     limit: int | None = None,
     stop: asyncio.Event | None = None,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     chunk_size: int = 2000,
 ) -> ProduceResult:
     """Produce the entity files at ``source`` (directory or s3:// prefix)."""
@@ -151,7 +155,13 @@ async def produce(
     def next_chunk() -> list[Message]:
         return list(itertools.islice(messages, chunk_size))
 
+    def report() -> None:
+        if progress:
+            for name, stats in reader.stats.items():
+                progress(name, stats)
+
     sent = 0
+    sending_since = time.monotonic()
     pending = asyncio.ensure_future(asyncio.to_thread(next_chunk))
     try:
         while not stop.is_set():
@@ -163,12 +173,10 @@ async def produce(
             for topic, key, value in chunk:
                 await sender.send(topic, key, value)
             sent += len(chunk)
-            if progress:
-                for name, stats in reader.stats.items():
-                    progress(name, stats)
+            report()
             if rate:
                 await sender.ship_open_batches()  # a throttled chunk goes out as released
-                ahead = sent / rate - (time.monotonic() - started)
+                ahead = sent / rate - (time.monotonic() - sending_since)
                 if ahead > 0:
                     await asyncio.sleep(ahead)
         result.interrupted = stop.is_set()
@@ -177,6 +185,7 @@ async def produce(
             for topic, key, value in await pending:
                 await sender.send(topic, key, value)
         await sender.flush()
+        report()
     except KafkaError as exc:
         raise BrokerUnavailable(f"Kafka failed while producing: {exc}") from None
     finally:
