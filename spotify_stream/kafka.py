@@ -9,7 +9,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from spotify_stream.errors import BrokerUnavailable
 from spotify_stream.settings import Settings
@@ -64,24 +64,26 @@ async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProduc
         **overrides,
     }
     mode = settings.producer_idempotence
-    if mode == "off":
-        producer = AIOKafkaProducer(**options, enable_idempotence=False)
-        await _start(producer, settings)
-        return producer
-    producer = AIOKafkaProducer(**options, enable_idempotence=True)
-    try:
-        await _start(producer, settings)
-        return producer
-    except BrokerUnavailable:
-        if mode == "on":
-            raise BrokerUnavailable(
-                "the broker refused an idempotent producer (InitProducerId); "
-                "set SPOTIFY_STREAM_PRODUCER_IDEMPOTENCE=off for brokers without it"
-            ) from None
-    # Distinguish "no idempotence here" from "no broker here" with a plain producer.
+    if mode != "off":
+        producer = AIOKafkaProducer(**options, enable_idempotence=True)
+        try:
+            await asyncio.wait_for(producer.start(), settings.connect_timeout)
+            return producer
+        except (KafkaConnectionError, OSError, TimeoutError) as exc:
+            await _close_quietly(producer)
+            raise _unreachable(settings, exc) from None
+        except KafkaError:  # InitProducerId refused: the broker has no idempotence
+            await _close_quietly(producer)
+            if mode == "on":
+                raise BrokerUnavailable(
+                    "the broker refused an idempotent producer (InitProducerId); "
+                    "set SPOTIFY_STREAM_PRODUCER_IDEMPOTENCE=off for brokers without it"
+                ) from None
+            log.warning(
+                "broker does not support idempotent producers; producing without idempotence"
+            )
     producer = AIOKafkaProducer(**options, enable_idempotence=False)
     await _start(producer, settings)
-    log.warning("broker does not support idempotent producers; producing without idempotence")
     return producer
 
 

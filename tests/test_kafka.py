@@ -2,6 +2,7 @@
 
 import pytest
 
+from spotify_stream.errors import BrokerUnavailable
 from spotify_stream.kafka import ensure_topics, read_topic, start_producer
 
 pytestmark = pytest.mark.slow
@@ -33,3 +34,32 @@ async def test_existing_topic_keeps_its_partition_count(fresh_settings, caplog):
     counts = await ensure_topics(fresh_settings, ["t.two", "t.new"])
     assert counts == {"t.two": 2, "t.new": fresh_settings.partitions}
     assert "t.two has 2 partitions, settings say 4" in caplog.text
+
+
+async def test_idempotence_auto_falls_back_on_the_embedded_broker(fresh_settings, caplog):
+    settings = fresh_settings.model_copy(update={"producer_idempotence": "auto"})
+    producer = await start_producer(settings)
+    try:
+        await ensure_topics(settings, ["t.auto"])
+        metadata = await producer.send_and_wait("t.auto", b"v", key=b"k")
+        assert metadata.offset == 0
+    finally:
+        await producer.stop()
+    assert "does not support idempotent producers" in caplog.text
+
+
+async def test_idempotence_on_is_refused_with_a_clear_error(fresh_settings):
+    settings = fresh_settings.model_copy(update={"producer_idempotence": "on"})
+    with pytest.raises(BrokerUnavailable, match="PRODUCER_IDEMPOTENCE=off"):
+        await start_producer(settings)
+
+
+async def test_unreachable_broker_is_named_as_such_in_every_mode(fresh_settings):
+    from spotify_stream.embedded import free_port
+
+    for mode in ("auto", "on", "off"):
+        settings = fresh_settings.model_copy(
+            update={"producer_idempotence": mode, "broker": f"127.0.0.1:{free_port()}"}
+        )
+        with pytest.raises(BrokerUnavailable, match="cannot reach Kafka"):
+            await start_producer(settings)
