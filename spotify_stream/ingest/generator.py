@@ -19,51 +19,20 @@ from pathlib import Path
 import numpy as np
 
 from spotify_stream.ingest.reasons import Reason
-from spotify_stream.ingest.sources import ALBUMS_FILE, ARTISTS_FILE, FEATURES_FILE, TRACKS_FILE
+from spotify_stream.ingest.sources import (
+    ALBUMS_FILE,
+    ARTISTS_FILE,
+    FEATURES_FILE,
+    KAGGLE_COLUMNS,
+    TRACKS_FILE,
+)
 
 ANOMALY_MANIFEST = "_anomalies.csv"
 
-ARTIST_HEADER = ["id", "name", "artist_popularity", "artist_genres", "followers"] + [
-    f"genre_{i}" for i in range(7)
-]
-ALBUM_HEADER = [
-    "track_name",
-    "track_id",
-    "track_number",
-    "duration_ms",
-    "album_type",
-    "artists",
-    "total_tracks",
-    "album_name",
-    "release_date",
-    "label",
-    "album_popularity",
-    "album_id",
-    "artist_id",
-    *[f"artist_{i}" for i in range(12)],
-    "duration_sec",
-]
-TRACK_HEADER = ["id", "track_popularity", "explicit"]
-FEATURE_HEADER = [
-    "danceability",
-    "energy",
-    "key",
-    "loudness",
-    "mode",
-    "speechiness",
-    "acousticness",
-    "instrumentalness",
-    "liveness",
-    "valence",
-    "tempo",
-    "type",
-    "id",
-    "uri",
-    "track_href",
-    "analysis_url",
-    "duration_ms",
-    "time_signature",
-]
+ARTIST_HEADER = list(KAGGLE_COLUMNS[ARTISTS_FILE])
+ALBUM_HEADER = list(KAGGLE_COLUMNS[ALBUMS_FILE])
+TRACK_HEADER = list(KAGGLE_COLUMNS[TRACKS_FILE])
+FEATURE_HEADER = list(KAGGLE_COLUMNS[FEATURES_FILE])
 
 
 @dataclass(frozen=True)

@@ -23,40 +23,36 @@ FEATURES_FILE = "spotify_features_data_2023.csv"
 #: their rows carry the track membership that completes each Track).
 ENTITY_FILES = (ALBUMS_FILE, ARTISTS_FILE, FEATURES_FILE, TRACKS_FILE)
 
-#: Columns a file must have; others are ignored.
-REQUIRED_COLUMNS = {
-    ARTISTS_FILE: ("id", "name", "artist_popularity", "followers"),
+#: The Kaggle files' headers, in their column order (the generator writes these).
+KAGGLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    ARTISTS_FILE: (
+        "id", "name", "artist_popularity", "artist_genres", "followers",
+        *(f"genre_{i}" for i in range(7)),
+    ),
     ALBUMS_FILE: (
-        "track_name",
-        "track_id",
-        "track_number",
-        "duration_ms",
-        "album_type",
-        "total_tracks",
-        "album_name",
-        "release_date",
-        "label",
-        "album_popularity",
-        "album_id",
-        "artist_id",
+        "track_name", "track_id", "track_number", "duration_ms", "album_type", "artists",
+        "total_tracks", "album_name", "release_date", "label", "album_popularity", "album_id",
+        "artist_id", *(f"artist_{i}" for i in range(12)), "duration_sec",
     ),
     TRACKS_FILE: ("id", "track_popularity", "explicit"),
     FEATURES_FILE: (
-        "id",
-        "danceability",
-        "energy",
-        "key",
-        "loudness",
-        "mode",
-        "speechiness",
-        "acousticness",
-        "instrumentalness",
-        "liveness",
-        "valence",
-        "tempo",
-        "duration_ms",
-        "time_signature",
+        "danceability", "energy", "key", "loudness", "mode", "speechiness", "acousticness",
+        "instrumentalness", "liveness", "valence", "tempo", "type", "id", "uri", "track_href",
+        "analysis_url", "duration_ms", "time_signature",
     ),
+}  # fmt: skip
+
+#: Columns a file may lack: lists that other columns also carry, and API links.
+_OPTIONAL = {
+    "artist_genres", *(f"genre_{i}" for i in range(7)), "artists",
+    *(f"artist_{i}" for i in range(12)), "duration_sec", "type", "uri", "track_href",
+    "analysis_url",
+}  # fmt: skip
+
+#: Columns a file must have; others are ignored.
+REQUIRED_COLUMNS = {
+    name: tuple(c for c in columns if c not in _OPTIONAL)
+    for name, columns in KAGGLE_COLUMNS.items()
 }
 
 
