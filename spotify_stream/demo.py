@@ -5,7 +5,6 @@ Later stages (stream core, lake sink, warehouse, dashboards) extend this run.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from spotify_stream import console
@@ -15,8 +14,6 @@ from spotify_stream.ingest.plays import run_simulation
 from spotify_stream.ingest.producer import produce
 from spotify_stream.runtime import run_async
 from spotify_stream.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 def run_demo(settings: Settings, *, tracks: int, duration: float, data_dir: Path) -> None:
