@@ -194,6 +194,28 @@ def simulate_plays(rate: float, users: int, duration: float, seed: int | None) -
     click.echo(f"sent {sent:,} plays to spotify.plays")
 
 
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("faust_args", nargs=-1, type=click.UNPROCESSED)
+def worker(faust_args: tuple[str, ...]) -> None:
+    """Run a stream worker: the Faust app with this project's settings.
+
+    Extra options go to `faust worker`, for example `-l info`, `--web-port 6067`
+    (see `faust -A spotify_stream.app worker --help`). Start several with their
+    own SPOTIFY_STREAM_DATA_DIR and web port to share the partitions.
+    """
+    from spotify_stream import topics
+    from spotify_stream.kafka import ensure_topics
+
+    settings = _settings()
+    # Faust retries an absent broker forever; say it in one line instead. (Before
+    # the app is imported: an app touched inside this loop would stay bound to it.)
+    run_async(lambda _stop: ensure_topics(settings, topics.worker_topics(settings.app_id)))
+    from spotify_stream.app import app
+
+    sys.argv = ["spotify-stream worker", "worker", *faust_args]
+    app.main()
+
+
 @cli.command()
 @click.option(
     "--tracks",

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.producer.message_accumulator import BatchBuilder
+from murmurhash2 import murmurhash2
 
-from spotify_stream.errors import BrokerUnavailable
+from spotify_stream.errors import BrokerUnavailable, UserError
 from spotify_stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -151,3 +155,97 @@ async def read_topic(settings: Settings, topic: str) -> AsyncIterator[ConsumerRe
         raise _unreachable(settings, exc) from None
     finally:
         await consumer.stop()
+
+
+_KAFKA_MURMUR2_SEED = 0x9747B28C
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner for keyed messages (murmur2 in C: 20x aiokafka's)."""
+    return (murmurhash2(key, _KAFKA_MURMUR2_SEED) & 0x7FFFFFFF) % partitions
+
+
+class PartitionedSender:
+    """Accumulates messages into one batch per (topic, partition) and ships full ones.
+
+    Batches are built directly (no per-message future): about 10x the messages
+    per second of ``producer.send``. At most ``max_in_flight`` batches await
+    acknowledgement at once; ``flush`` returns when every message handed over so
+    far is acknowledged, and ``last_offsets`` then holds the highest acknowledged
+    offset per (topic, partition).
+    """
+
+    def __init__(
+        self, producer: AIOKafkaProducer, partitions: dict[str, int], max_in_flight: int = 32
+    ) -> None:
+        self.producer = producer
+        self.partitions = partitions
+        self.max_in_flight = max_in_flight
+        self.acked: Counter[str] = Counter()
+        self.last_offsets: dict[tuple[str, int], int] = {}
+        self._batches: dict[tuple[str, int], tuple[BatchBuilder, int]] = {}
+        self._in_flight: list[asyncio.Future] = []
+        self._full: list[tuple[tuple[str, int], BatchBuilder, int]] = []
+        self._shipping = asyncio.Lock()
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp_ms: int | None = None,
+        partition: int | None = None,
+    ) -> None:
+        if partition is None:
+            partition = partition_for(key or b"", self.partitions[topic])
+        slot = (topic, partition)
+        entry = self._batches.get(slot)
+        batch, count = entry if entry else (self.producer.create_batch(), 0)
+        if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:
+            # Swap in a fresh batch before any await, so concurrent senders
+            # (agents and services share one sender) never see a closed one.
+            self._full.append((slot, batch, count))
+            batch, count = self.producer.create_batch(), 0
+            if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:
+                raise UserError(
+                    f"a {topic} message of {len(value or b''):,} bytes does not fit in a batch; "
+                    "raise SPOTIFY_STREAM_PRODUCER_MAX_BATCH_BYTES"
+                )
+            self._batches[slot] = (batch, count + 1)
+            await self._ship_full()
+        else:
+            self._batches[slot] = (batch, count + 1)
+
+    async def _ship_full(self) -> None:
+        # One shipper at a time keeps the batches of a partition in order.
+        async with self._shipping:
+            while self._full:
+                (topic, partition), batch, count = self._full.pop(0)
+                batch.close()
+                future = await self.producer.send_batch(batch, topic, partition=partition)
+                future.add_done_callback(functools.partial(self._acknowledged, topic, count))
+                self._in_flight.append(future)
+        self._in_flight = [f for f in self._in_flight if not f.done()]
+        if len(self._in_flight) > self.max_in_flight:
+            await asyncio.gather(*self._in_flight[: len(self._in_flight) // 2])
+
+    def _acknowledged(self, topic: str, count: int, future: asyncio.Future) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return  # raised to whoever awaits it
+        metadata = future.result()
+        self.acked[topic] += count
+        slot = (topic, metadata.partition)
+        last = metadata.offset + count - 1
+        if last > self.last_offsets.get(slot, -1):
+            self.last_offsets[slot] = last
+
+    async def ship_open_batches(self) -> None:
+        """Hand every open batch to Kafka now, without waiting for acknowledgements."""
+        batches, self._batches = self._batches, {}
+        self._full.extend((slot, batch, count) for slot, (batch, count) in batches.items() if count)
+        await self._ship_full()
+
+    async def flush(self) -> None:
+        await self.ship_open_batches()
+        await asyncio.gather(*self._in_flight)  # a snapshot: concurrent flushes each wait
+        self._in_flight = [f for f in self._in_flight if not f.done()]

@@ -35,6 +35,24 @@ class Settings(BaseSettings):
     flush_seconds: float = Field(60, gt=0, description="Sink window in seconds")
     join_max_wait: float = Field(300, gt=0, description="Seconds a track waits for dimensions")
 
+    app_id: str = Field(
+        "spotify-stream", description="Faust app id: consumer group and table names"
+    )
+    tumbling_window: float = Field(3600, gt=0, description="Tumbling popularity window, seconds")
+    hopping_window: float = Field(86400, gt=0, description="Hopping popularity window, seconds")
+    hopping_step: float = Field(3600, gt=0, description="Hop of the hopping window, seconds")
+    window_grace: float = Field(
+        60,
+        ge=0,
+        description="Seconds of event time a window stays open after its end for late plays",
+    )
+    worker_batch: int = Field(
+        2000, ge=1, description="Most messages an agent takes from Kafka per processing step"
+    )
+    dimension_cache: int = Field(
+        200_000, ge=0, description="Decoded artists and albums kept in memory per worker"
+    )
+
     producer_idempotence: Literal["auto", "on", "off"] = Field(
         "auto",
         description="auto: idempotent when the broker supports it (Kafka, MSK), "

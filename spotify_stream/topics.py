@@ -19,5 +19,37 @@ AUDIO_FEATURES = Topic("spotify.audio-features", "AudioFeatures", "track_id")
 PLAYS = Topic("spotify.plays", "Play", "user_id")
 DEADLETTER = Topic("spotify.deadletter", "DeadLetter", None)  # file:line or topic:partition:offset
 
-#: Topics the project creates (output topics of later stages join this list).
-ALL = (ARTISTS, ALBUMS, TRACKS, AUDIO_FEATURES, PLAYS, DEADLETTER)
+ENRICHED = Topic("spotify.tracks.enriched", "EnrichedTrack", "track_id")
+POPULARITY = Topic("spotify.popularity", "Popularity", None)  # entity_type:entity_id
+
+#: Input topics (producer, simulate-plays) and the dead-letter topic.
+INPUTS = (ARTISTS, ALBUMS, TRACKS, AUDIO_FEATURES, PLAYS, DEADLETTER)
+#: Every public topic.
+ALL = (*INPUTS, ENRICHED, POPULARITY)
+
+
+#: Worker-internal topics: join retries and the two popularity repartitions.
+JOIN_RETRY = "join-retry"
+PLAYS_BY_TRACK = "plays-by-track"
+CONTRIBUTIONS = "popularity-contributions"
+#: Worker tables; each has a changelog ``<app_id>-<table>-changelog``, except
+#: ``enriched``, whose changelog is the output topic itself.
+TABLES = ("features", "pending-joins", "enriched", "popularity-panes")
+
+
+def internal(app_id: str, name: str) -> str:
+    """Name of a worker-internal topic."""
+    return f"{app_id}-{name}"
+
+
+def changelog(app_id: str, table: str) -> str:
+    return ENRICHED.name if table == "enriched" else f"{app_id}-{table}-changelog"
+
+
+def worker_topics(app_id: str) -> list[str]:
+    """Every topic a worker reads or writes; created before Faust subscribes."""
+    return [
+        *(t.name for t in ALL),
+        *(internal(app_id, n) for n in (JOIN_RETRY, PLAYS_BY_TRACK, CONTRIBUTIONS)),
+        *(changelog(app_id, t) for t in TABLES if t != "enriched"),
+    ]

@@ -16,88 +16,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.producer.message_accumulator import BatchBuilder
-from murmurhash2 import murmurhash2
 
 from spotify_stream import topics
 from spotify_stream.errors import BrokerUnavailable, UserError
 from spotify_stream.ingest.catalog import CatalogReader, FileStats
 from spotify_stream.ingest.sources import fetch_sources
-from spotify_stream.kafka import ensure_topics, start_producer
+from spotify_stream.kafka import PartitionedSender, ensure_topics, start_producer
 from spotify_stream.models import codec_for
 from spotify_stream.settings import Settings
 
 Message = tuple[str, bytes, bytes]  # topic, key, value
 ProgressCallback = Callable[[str, FileStats], None]
-
-
-_KAFKA_MURMUR2_SEED = 0x9747B28C
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """Kafka's default partitioner for keyed messages (murmur2 in C: 20x aiokafka's)."""
-    return (murmurhash2(key, _KAFKA_MURMUR2_SEED) & 0x7FFFFFFF) % partitions
-
-
-class PartitionedSender:
-    """Accumulates messages into one batch per (topic, partition) and ships full ones.
-
-    At most ``max_in_flight`` batches await acknowledgement at once; ``flush``
-    returns when every message handed over so far is acknowledged.
-    """
-
-    def __init__(
-        self, producer: AIOKafkaProducer, partitions: dict[str, int], max_in_flight: int = 32
-    ) -> None:
-        self.producer = producer
-        self.partitions = partitions
-        self.max_in_flight = max_in_flight
-        self.acked: Counter[str] = Counter()
-        self._batches: dict[tuple[str, int], tuple[BatchBuilder, int]] = {}
-        self._in_flight: list[tuple[asyncio.Future, str, int]] = []
-
-    async def send(
-        self, topic: str, key: bytes, value: bytes, timestamp_ms: int | None = None
-    ) -> None:
-        partition = partition_for(key, self.partitions[topic])
-        slot = (topic, partition)
-        batch, count = self._batches.get(slot) or (self.producer.create_batch(), 0)
-        if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:
-            await self._ship(slot, batch, count)
-            batch, count = self.producer.create_batch(), 0
-            if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:
-                raise UserError(
-                    f"a {topic} message of {len(value):,} bytes does not fit in a batch; "
-                    "raise SPOTIFY_STREAM_PRODUCER_MAX_BATCH_BYTES"
-                )
-        self._batches[slot] = (batch, count + 1)
-
-    async def _ship(self, slot: tuple[str, int], batch: BatchBuilder, count: int) -> None:
-        topic, partition = slot
-        batch.close()
-        future = await self.producer.send_batch(batch, topic, partition=partition)
-        self._in_flight.append((future, topic, count))
-        if len(self._in_flight) > self.max_in_flight:
-            await self._settle(len(self._in_flight) // 2)
-
-    async def _settle(self, n: int) -> None:
-        done, self._in_flight = self._in_flight[:n], self._in_flight[n:]
-        for future, topic, count in done:
-            await future
-            self.acked[topic] += count
-
-    async def ship_open_batches(self) -> None:
-        """Hand every open batch to Kafka now, without waiting for acknowledgements."""
-        batches, self._batches = self._batches, {}
-        for slot, (batch, count) in batches.items():
-            if count:
-                await self._ship(slot, batch, count)
-
-    async def flush(self) -> None:
-        await self.ship_open_batches()
-        await self._settle(len(self._in_flight))
 
 
 @dataclass

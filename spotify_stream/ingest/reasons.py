@@ -17,3 +17,7 @@ class Reason(StrEnum):
     TEMPO_NOT_POSITIVE = "tempo_not_positive"
     FEATURE_OUT_OF_RANGE = "feature_out_of_range"
     DUPLICATE_ID = "duplicate_id"
+    # Kafka messages (worker agents)
+    UNDECODABLE = "undecodable"
+    WRONG_RECORD_TYPE = "wrong_record_type"
+    MISROUTED = "misrouted"

@@ -83,3 +83,27 @@ def codec_for(name: str) -> AvroCodec:
     if codec is None:
         codec = _CODECS[name] = AvroCodec(SCHEMAS[name])
     return codec
+
+
+def decode_any(data: bytes) -> tuple[str, dict[str, Any]]:
+    """The record in ``data`` with its short schema name, resolved to the current schema."""
+    if len(data) < HEADER_SIZE or data[:2] != MAGIC:
+        raise DecodeError("not an Avro single-object message (missing C3 01 marker)")
+    writer = _WRITERS.get(data[2:HEADER_SIZE])
+    if writer is None:
+        raise DecodeError(f"unknown writer schema fingerprint {data[2:HEADER_SIZE].hex()}")
+    name = writer["name"].rsplit(".", 1)[-1]
+    return name, codec_for(name).decode(data)
+
+
+def records_in(data: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """The records of one message: its record, or every record of a ``Batch``."""
+    name, record = decode_any(data)
+    if name != "Batch":
+        return [(name, record)]
+    return [decode_any(item) for item in record["records"]]
+
+
+def encode_batch(bodies: list[bytes]) -> bytes:
+    """Many encoded records of one partition as one ``Batch`` message (opt-in input form)."""
+    return codec_for("Batch").encode({"records": bodies})

@@ -11,8 +11,9 @@ import pytest
 
 from spotify_stream import topics
 from spotify_stream.ingest.generator import ANOMALY_MANIFEST
-from spotify_stream.ingest.producer import partition_for, produce
+from spotify_stream.ingest.producer import produce
 from spotify_stream.ingest.sources import ALBUMS_FILE, ARTISTS_FILE, FEATURES_FILE, TRACKS_FILE
+from spotify_stream.kafka import partition_for
 from spotify_stream.models import codec_for
 from tests.conftest import GENERATED_TRACKS, consume_all
 

@@ -5,7 +5,8 @@ import pytest
 from aiokafka.partitioner import murmur2
 
 from spotify_stream import topics
-from spotify_stream.ingest.producer import partition_for, produce
+from spotify_stream.ingest.producer import produce
+from spotify_stream.kafka import partition_for
 from tests.conftest import consume_all
 
 

@@ -1,0 +1,280 @@
+"""The enrichment join: tracks + album + primary artist + audio features.
+
+Tracks, features and join retries share the key (track_id) and the partition
+count, so one agent sees everything about a track in order. Artists and albums
+come from the worker's broadcast ``DimensionStore``.
+
+- A track whose album, artist or features are missing waits in ``pending``
+  (track_id -> first-seen time + track). ``index`` maps each album and artist
+  id to the tracks of this worker that reference it, so an arriving or changed
+  dimension sends a retry for exactly those tracks; arriving features retry
+  their own track directly.
+- After ``join_max_wait`` a waiting track is emitted with nulls, ``complete``
+  false and the missing parts named. A later arrival re-emits it complete.
+- ``enriched`` holds what was last emitted; its changelog *is* the output topic
+  ``spotify.tracks.enriched``. A record is emitted only when its bytes differ
+  from the stored ones, so retries and replays never emit duplicates with
+  different content, and a changed dimension re-emits every affected track.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+
+from faust.types import EventT
+
+from spotify_stream import topics
+from spotify_stream.agents.pipeline import Pipeline, Record
+from spotify_stream.models import SCHEMAS, codec_for
+from spotify_stream.tables.dimensions import DimensionStore
+from spotify_stream.tables.partitioned import PartitionedTable
+
+log = logging.getLogger(__name__)
+
+TRACK_FIELDS = [f["name"] for f in SCHEMAS["Track"]["fields"]]
+_NOT_FEATURES = {"track_id", "duration_ms", "updated_at"}
+FEATURE_FIELDS = [
+    f["name"] for f in SCHEMAS["AudioFeatures"]["fields"] if f["name"] not in _NOT_FEATURES
+]
+#: EnrichedTrack field -> Album field
+ALBUM_FIELDS = {
+    "album_name": "name",
+    "album_type": "album_type",
+    "release_date": "release_date",
+    "release_date_precision": "release_date_precision",
+    "label": "label",
+    "album_popularity": "popularity",
+    "album_total_tracks": "total_tracks",
+    "album_updated_at": "updated_at",
+}
+#: EnrichedTrack field -> Artist field
+ARTIST_FIELDS = {
+    "artist_name": "name",
+    "artist_popularity": "popularity",
+    "artist_followers": "followers",
+    "genres": "genres",
+    "artist_updated_at": "updated_at",
+}
+
+_SINCE = struct.Struct(">q")
+
+
+def enrich(
+    track: Record, album: Record | None, artist: Record | None, features: Record | None
+) -> Record:
+    """The EnrichedTrack of a track and whatever dimensions are known."""
+    record = {name: track.get(name) for name in TRACK_FIELDS}
+    for out, src in ALBUM_FIELDS.items():
+        record[out] = album.get(src) if album else None
+    for out, src in ARTIST_FIELDS.items():
+        record[out] = artist.get(src) if artist else None
+    record["genres"] = record["genres"] or []
+    for name in FEATURE_FIELDS:
+        record[name] = features.get(name) if features else None
+    record["features_updated_at"] = features["updated_at"] if features else None
+    record["missing"] = missing_parts(track, album, artist, features)
+    record["complete"] = not record["missing"]
+    return record
+
+
+def missing_parts(
+    track: Record, album: Record | None, artist: Record | None, features: Record | None
+) -> list[str]:
+    """Referenced dimensions not yet known (a track without album_id misses no album)."""
+    missing = []
+    if track.get("album_id") and album is None:
+        missing.append("album")
+    if track.get("artist_id") and artist is None:
+        missing.append("artist")
+    if features is None:
+        missing.append("features")
+    return missing
+
+
+def track_of(enriched: Record) -> Record:
+    return {name: enriched[name] for name in TRACK_FIELDS}
+
+
+class Enricher:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        dimensions: DimensionStore,
+        features: PartitionedTable,
+        pending: PartitionedTable,
+        enriched: PartitionedTable,
+    ) -> None:
+        self.pipeline = pipeline
+        self.dimensions = dimensions
+        self.features = features
+        self.pending = pending
+        self.enriched = enriched
+        self.max_wait_ms = int(pipeline.settings.join_max_wait * 1000)
+        self.retry_topic = pipeline.internal(topics.JOIN_RETRY)  # track_id -> dimension|expire
+        self.index: defaultdict[str, set[str]] = defaultdict(set)
+        self.waiting: dict[str, int] = {}  # track_id -> first seen (ms), for the expiry timer
+        self._track = codec_for("Track")
+        self._features = codec_for("AudioFeatures")
+        self._enriched = codec_for("EnrichedTrack")
+        self._stats = pipeline.stats.events
+
+    async def handle(self, events: Iterable[EventT]) -> None:
+        pipeline = self.pipeline
+        for event in events:
+            message = event.message
+            partition = message.partition
+            if message.topic == self.retry_topic:
+                pipeline.stats.consumed(message.topic, partition, message.offset)
+                await self.rejoin(
+                    partition, message.key.decode(), expire=message.value == b"expire"
+                )
+            elif message.topic == topics.TRACKS.name:
+                for track in pipeline.records(event, "Track", "track_id"):
+                    await self.on_track(partition, track)
+            else:
+                for features in pipeline.records(event, "AudioFeatures", "track_id"):
+                    await self.on_features(partition, features)
+        await pipeline.commit_point()
+
+    async def on_track(self, partition: int, track: Record) -> None:
+        key = track["track_id"].encode()
+        current = self.enriched.get(partition, key)
+        pending = self.pending.get(partition, key)
+        if current is not None:
+            stored = self._enriched.decode(current)["updated_at"]
+        elif pending is not None:
+            stored = self._track.decode(pending[_SINCE.size :])["updated_at"]
+        else:
+            stored = None
+        if stored is not None and stored > track["updated_at"]:
+            self._stats["stale_tracks"] += 1  # an older version arrived late: latest wins
+            return
+        await self._join(partition, key, track, current, pending)
+
+    async def on_features(self, partition: int, features: Record) -> None:
+        key = features["track_id"].encode()
+        old = self.features.get(partition, key)
+        if old is not None and self._features.decode(old)["updated_at"] > features["updated_at"]:
+            self._stats["stale_features"] += 1
+            return
+        body = self._features.encode(features)
+        if body == old:
+            return
+        await self.features.put(partition, key, body)
+        await self.rejoin(partition, features["track_id"])
+
+    async def rejoin(self, partition: int, track_id: str, expire: bool = False) -> None:
+        """Join ``track_id`` again with what is known now (retry, expiry, new features)."""
+        key = track_id.encode()
+        pending = self.pending.get(partition, key)
+        current = self.enriched.get(partition, key)
+        if pending is not None:
+            track = self._track.decode(pending[_SINCE.size :])
+            since = _SINCE.unpack_from(pending)[0]
+            expire = expire and _now_ms() >= since + self.max_wait_ms
+            await self._join(partition, key, track, current, pending, expire)
+        elif current is not None:
+            await self._join(partition, key, track_of(self._enriched.decode(current)), current)
+
+    async def _join(
+        self,
+        partition: int,
+        key: bytes,
+        track: Record,
+        current: bytes | None,
+        pending: bytes | None = None,
+        expire: bool = False,
+    ) -> None:
+        dims = self.dimensions
+        album = dims.get("album", track["album_id"]) if track.get("album_id") else None
+        artist = dims.get("artist", track["artist_id"]) if track.get("artist_id") else None
+        raw_features = self.features.get(partition, key)
+        features = self._features.decode(raw_features) if raw_features else None
+        self._remember(track)
+        if current is None and not expire and missing_parts(track, album, artist, features):
+            since = _SINCE.unpack_from(pending)[0] if pending else _now_ms()
+            body = _SINCE.pack(since) + self._track.encode(track)
+            if body != pending:
+                await self.pending.put(partition, key, body)
+            self.waiting.setdefault(track["track_id"], since)
+            return
+        record = enrich(track, album, artist, features)
+        body = self._enriched.encode(record)
+        if body != current:
+            await self.enriched.put(partition, key, body)
+            self._stats["emitted" if current is None else "re-emitted"] += 1
+            if not record["complete"]:
+                self._stats["emitted_incomplete"] += 1
+        if pending is not None:
+            await self.pending.put(partition, key, None)
+            self.waiting.pop(track["track_id"], None)
+
+    def _remember(self, track: Record) -> None:
+        track_id = track["track_id"]
+        if track.get("album_id"):
+            self.index[f"album:{track['album_id']}"].add(track_id)
+        if track.get("artist_id"):
+            self.index[f"artist:{track['artist_id']}"].add(track_id)
+
+    async def on_dimensions(self, kind: str, ids: list[str]) -> None:
+        """New or changed artists/albums: retry the tracks of this worker that use them."""
+        sent = 0
+        for id_ in ids:
+            for track_id in self.index.get(f"{kind}:{id_}", ()):
+                await self.pipeline.send(self.retry_topic, track_id.encode(), b"dimension")
+                sent += 1
+        if sent:
+            self._stats["dimension_retries"] += sent
+            await self.pipeline.commit_point()
+
+    async def expire(self) -> None:
+        """Send an expiry retry for every track waiting longer than join_max_wait."""
+        deadline = _now_ms() - self.max_wait_ms
+        overdue = [t for t, since in self.waiting.items() if since <= deadline]
+        for track_id in overdue:
+            self.waiting[track_id] = 1 << 62  # asked once; rejoin decides
+            await self.pipeline.send(self.retry_topic, track_id.encode(), b"expire")
+        if overdue:
+            await self.pipeline.commit_point()
+
+    async def sweep(self, partitions: set[int]) -> None:
+        """After recovery: rebuild the index and retry whatever the dimensions have moved past."""
+        self.index.clear()
+        self.waiting.clear()
+        retries = []
+        for key, value in self.pending.items(partitions):
+            track = self._track.decode(value[_SINCE.size :])
+            self._remember(track)
+            self.waiting[track["track_id"]] = _SINCE.unpack_from(value)[0]
+            retries.append(key)
+        for key, value in self.enriched.items(partitions):
+            record = self._enriched.decode(value)
+            self._remember(record)
+            if self._outdated(record):
+                retries.append(key)
+        for key in retries:
+            await self.pipeline.send(self.retry_topic, key, b"dimension")
+        await self.pipeline.commit_point()
+        log.info(
+            "join state of partitions %s: %d waiting, %d retried",
+            sorted(partitions),
+            len(self.waiting),
+            len(retries),
+        )
+
+    def _outdated(self, record: Record) -> bool:
+        for kind, field in (("album", "album_updated_at"), ("artist", "artist_updated_at")):
+            ref = record.get(f"{kind}_id")
+            if ref:
+                known = self.dimensions.get(kind, ref)
+                if (known["updated_at"] if known else None) != record[field]:
+                    return True
+        return False
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

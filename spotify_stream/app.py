@@ -1,0 +1,180 @@
+"""The Faust application: tables, agents and web views wired together.
+
+``faust -A spotify_stream.app worker`` and ``spotify-stream worker`` run the
+same app with the settings of ``settings.py``. Agents take events in batches
+(``take_events``) and hand them to the modules of ``agents/``; every batch
+ends at a commit point, so Faust acknowledges nothing whose results are not
+yet in Kafka (at-least-once, which the embedded broker requires).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from spotify_stream import topics
+from spotify_stream.agents import popularity
+from spotify_stream.agents.enrichment import Enricher
+from spotify_stream.agents.pipeline import Pipeline
+from spotify_stream.settings import Settings, get_settings
+from spotify_stream.tables.broadcast import BroadcastReader
+from spotify_stream.tables.dimensions import KINDS, DimensionStore
+from spotify_stream.tables.leaderboard import Leaderboard
+from spotify_stream.tables.windows import window_specs
+
+RAW = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+class SpotifyStreamApp(faust.App):
+    """Creates the topics before Faust subscribes to them (the embedded broker would
+    auto-create them with its own partition count) and starts the broadcast
+    reader before table recovery, whose callbacks wait for it to catch up."""
+
+    pipeline: Pipeline
+    reader: BroadcastReader
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        await self.pipeline.start(topics.worker_topics(self.conf.id))
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        await self.add_runtime_dependency(self.reader)
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        await self.pipeline.stop()
+
+    def active_partitions(self, topic: str) -> set[int]:
+        return {tp.partition for tp in self.assignor.assigned_actives() if tp.topic == topic}
+
+
+def create_app(settings: Settings) -> SpotifyStreamApp:
+    app = SpotifyStreamApp(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
+        store=settings.store,
+        datadir=str(settings.data_dir / "faust"),
+        processing_guarantee="at_least_once",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=10,
+        broker_rebalance_timeout=10,
+        broker_request_timeout=max(settings.connect_timeout, 30),
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        autodiscover=False,
+    )
+    pipeline = app.pipeline = Pipeline(settings)
+
+    def table(name: str) -> Any:
+        changelog = app.topic(topics.changelog(settings.app_id, name), schema=RAW)
+        faust_table = app.Table(
+            name, schema=RAW, partitions=settings.partitions, changelog_topic=changelog
+        )
+        return pipeline.table(faust_table)
+
+    features, pending, enriched, panes = (table(name) for name in topics.TABLES)
+
+    dimensions = DimensionStore(settings.data_dir / "dimensions", settings.dimension_cache)
+    leaderboard = Leaderboard()
+    enricher = Enricher(pipeline, dimensions, features, pending, enriched)
+    windows = popularity.PopularityWindows(pipeline, panes, window_specs(settings))
+
+    def apply(topic: str, value: bytes | None) -> None:
+        if topic == topics.POPULARITY.name:
+            leaderboard.apply_message(value)
+        else:
+            dimensions.apply_message(topic, value)
+
+    async def after_batch() -> None:
+        for kind, ids in dimensions.take_changes().items():
+            if ids:
+                await enricher.on_dimensions(kind, ids)
+
+    app.reader = BroadcastReader(
+        settings,
+        [*(t.name for t in KINDS.values()), topics.POPULARITY.name],
+        apply,
+        after_batch,
+    )
+
+    @enriched.table.on_recover
+    async def _join_state_recovered() -> None:
+        await app.reader.caught_up.wait()
+        await enricher.sweep(app.active_partitions(topics.TRACKS.name))
+
+    @panes.table.on_recover
+    async def _panes_recovered() -> None:
+        windows.recover(app.active_partitions(pipeline.internal(topics.CONTRIBUTIONS)))
+
+    def source(*names: str) -> faust.TopicT:
+        return app.topic(*names, schema=RAW)
+
+    def batches(stream: faust.StreamT) -> Any:
+        return stream.take_events(settings.worker_batch, within=0.05)
+
+    @app.agent(
+        source(topics.TRACKS.name, topics.AUDIO_FEATURES.name, pipeline.internal(topics.JOIN_RETRY))
+    )
+    async def enrich(stream: faust.StreamT) -> None:
+        async for events in batches(stream):
+            await enricher.handle(events)
+
+    @app.agent(source(*(t.name for t in KINDS.values())))
+    async def check_dimensions(stream: faust.StreamT) -> None:
+        """The group member owning a dimension partition dead-letters its bad messages
+        (every worker's broadcast reader skips them)."""
+        async for events in batches(stream):
+            for event in events:
+                kind = "artist" if event.message.topic == topics.ARTISTS.name else "album"
+                pipeline.records(event, KINDS[kind].record, f"{kind}_id")
+            await pipeline.commit_point()
+
+    @app.agent(source(topics.PLAYS.name))
+    async def plays(stream: faust.StreamT) -> None:
+        async for events in batches(stream):
+            await popularity.repartition_plays(pipeline, events)
+
+    @app.agent(source(pipeline.internal(topics.PLAYS_BY_TRACK)))
+    async def attribute(stream: faust.StreamT) -> None:
+        async for events in batches(stream):
+            await popularity.attribute_plays(pipeline, enriched, events)
+
+    @app.agent(source(pipeline.internal(topics.CONTRIBUTIONS)))
+    async def popularity_windows(stream: faust.StreamT) -> None:
+        async for events in batches(stream):
+            await windows.handle(events)
+
+    @app.timer(max(0.5, min(settings.join_max_wait / 4, 5.0)))
+    async def expire_joins() -> None:
+        await enricher.expire()
+
+    @app.timer(1.0)
+    async def sample_rates() -> None:
+        pipeline.stats.sample(pipeline.sender.acked)
+
+    from spotify_stream.web import views
+
+    views.register(
+        app,
+        pipeline=pipeline,
+        dimensions=dimensions,
+        enricher=enricher,
+        leaderboard=leaderboard,
+        tables={
+            "features": features,
+            "pending-joins": pending,
+            "enriched": enriched,
+            "popularity-panes": panes,
+        },
+    )
+    return app
+
+
+app = create_app(get_settings())
+
+__all__ = ["app", "create_app"]

@@ -1,0 +1,46 @@
+"""What a worker has done, for /pipeline/stats and /metrics."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+
+
+class Stats:
+    """Counters, plus rates over the last ``rate_window`` seconds from one-second samples."""
+
+    def __init__(self, rate_window: float = 10.0) -> None:
+        self.started = time.time()
+        self.messages_in: Counter[str] = Counter()
+        self.records_in: Counter[str] = Counter()
+        self.dead_letters: Counter[str] = Counter()
+        self.events: Counter[str] = Counter()  # named happenings: joins emitted, late plays...
+        self.positions: dict[tuple[str, int], int] = {}  # next offset to process
+        self._samples: deque[tuple[float, Counter[str], Counter[str]]] = deque()
+        self._rate_window = rate_window
+
+    def consumed(self, topic: str, partition: int, offset: int, records: int = 1) -> None:
+        self.messages_in[topic] += 1
+        self.records_in[topic] += records
+        self.positions[(topic, partition)] = offset + 1
+
+    def sample(self, messages_out: Counter[str]) -> None:
+        now = time.monotonic()
+        self._samples.append((now, Counter(self.messages_in), Counter(messages_out)))
+        while self._samples and now - self._samples[0][0] > self._rate_window:
+            self._samples.popleft()
+
+    def rates(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Messages per second in and out, per topic, over the sampled window."""
+        if len(self._samples) < 2:
+            return {}, {}
+        (t0, in0, out0), (t1, in1, out1) = self._samples[0], self._samples[-1]
+        span = t1 - t0
+        return (
+            {k: (in1[k] - in0[k]) / span for k in in1},
+            {k: (out1[k] - out0[k]) / span for k in out1},
+        )
+
+    @property
+    def uptime(self) -> float:
+        return time.time() - self.started

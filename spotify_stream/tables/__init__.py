@@ -1,0 +1,1 @@
+"""Worker state: Faust tables written in bulk, the broadcast dimension store, windows."""

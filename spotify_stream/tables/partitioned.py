@@ -1,0 +1,81 @@
+"""Bulk, explicit-partition access to a Faust table.
+
+Faust tables recover from their changelog on rebalance, keep one RocksDB per
+partition and stand by for other workers; we use all of that. What we do not
+use is ``table[key] = value``: it sends one changelog message through Faust's
+producer per key (2.9k sets/s measured on the embedded broker, against 12.7k/s
+for the same agent without the set) and needs the current event to choose the
+partition. Here a write goes to the partition's store at once and to the
+changelog through the worker's batch sender; the caller flushes the sender
+before Faust acknowledges the input, so state is durable before offsets move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from spotify_stream.kafka import PartitionedSender
+
+_FAUST_OFFSET_KEY = b"__faust\x00offset__"
+
+
+class PartitionedTable:
+    def __init__(self, table: faust.Table, sender: PartitionedSender | None = None) -> None:
+        self.table = table
+        self.sender = sender
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    @property
+    def changelog(self) -> str:
+        return self.table.changelog_topic.get_topic_name()
+
+    def _db(self, partition: int) -> Any:
+        store = self.table.data
+        if hasattr(store, "_db_for_partition"):  # rocksdb://
+            return store._db_for_partition(partition)
+        return store.data  # memory://: one dict, keys are unique across partitions anyway
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        return self._db(partition).get(key)
+
+    async def put(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """Set (``None``: delete) ``key`` locally and queue the changelog record."""
+        db = self._db(partition)
+        if value is None:
+            if db.get(key) is not None:
+                del db[key]
+        else:
+            db[key] = value
+        assert self.sender is not None, "table opened read-only"
+        await self.sender.send(self.changelog, key, value, partition=partition)
+
+    def items(self, partitions: Iterable[int]) -> Iterator[tuple[bytes, bytes]]:
+        for partition in partitions:
+            for key, value in self._db(partition).items():
+                if key != _FAUST_OFFSET_KEY:
+                    yield key, value
+
+    def approximate_size(self, partitions: Iterable[int]) -> int:
+        total = 0
+        for partition in partitions:
+            db = self._db(partition)
+            if hasattr(db, "property_int_value"):
+                total += db.property_int_value("rocksdb.estimate-num-keys") or 0
+            else:
+                return len(db)
+        return total
+
+    def mark_persisted(self) -> None:
+        """Tell Faust which changelog offsets the local stores hold (faster recovery)."""
+        if self.sender is None or not hasattr(self.table.data, "set_persisted_offset"):
+            return
+        for (topic, partition), offset in self.sender.last_offsets.items():
+            if topic == self.changelog:
+                self.table.data.set_persisted_offset(TP(topic, partition), offset)

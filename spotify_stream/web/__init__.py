@@ -1,0 +1,1 @@
+"""Faust web views: monitoring (/pipeline/stats, /metrics) and lookups."""

@@ -1,0 +1,215 @@
+"""Monitoring and lookup endpoints on the worker's Faust web server.
+
+- ``/pipeline/stats``: messages in/out and rates per topic, consumer lag per
+  partition, table sizes, pending joins, dead letters by reason, uptime.
+- ``/metrics``: the same numbers in Prometheus text format.
+- ``/artists/{id}``, ``/albums/{id}``: from the worker's broadcast store (any worker).
+- ``/tracks/{id}``: the enriched track, from the worker that holds its partition.
+- ``/popularity/top?entity=artist&window=1h&n=10``: the latest closed window.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from typing import Any
+
+import faust
+from faust.web import Request, Response, Web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from spotify_stream import topics
+from spotify_stream.agents.enrichment import Enricher
+from spotify_stream.agents.pipeline import Pipeline
+from spotify_stream.kafka import partition_for
+from spotify_stream.models import codec_for
+from spotify_stream.tables.dimensions import DimensionStore
+from spotify_stream.tables.leaderboard import Leaderboard
+from spotify_stream.tables.partitioned import PartitionedTable
+
+ENTITY_TYPES = ("track", "artist", "album", "genre")
+MAX_TOP = 1000
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return value
+
+
+def error(web: Web, status: int, message: str) -> Response:
+    return web.json({"error": message}, status=status)
+
+
+def register(
+    app: faust.App,
+    *,
+    pipeline: Pipeline,
+    dimensions: DimensionStore,
+    enricher: Enricher,
+    leaderboard: Leaderboard,
+    tables: dict[str, PartitionedTable],
+) -> None:
+    enriched_codec = codec_for("EnrichedTrack")
+
+    def active() -> set[int]:
+        return {tp.partition for tp in app.assignor.assigned_actives()}
+
+    def snapshot() -> dict[str, Any]:
+        stats = pipeline.stats
+        rate_in, rate_out = stats.rates()
+        sender = pipeline.sender
+        out = sender.acked if sender else {}
+        lag = []
+        for tp in sorted(app.consumer.assignment()):
+            position = stats.positions.get((tp.topic, tp.partition))
+            if position is None:
+                continue
+            highwater = app.consumer.highwater(tp) or 0
+            lag.append(
+                {
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "position": position,
+                    "lag": max(0, highwater - position),
+                }
+            )
+        partitions = active()
+        return {
+            "uptime_seconds": round(stats.uptime, 1),
+            "topics": {
+                name: {
+                    "messages_in": stats.messages_in.get(name, 0),
+                    "records_in": stats.records_in.get(name, 0),
+                    "messages_out": out.get(name, 0),
+                    "rate_in": round(rate_in.get(name, 0.0), 1),
+                    "rate_out": round(rate_out.get(name, 0.0), 1),
+                }
+                for name in sorted(set(stats.messages_in) | set(out))
+            },
+            "consumer_lag": lag,
+            "tables": {name: table.approximate_size(partitions) for name, table in tables.items()},
+            "dimensions": dict(dimensions.counts),
+            "pending_joins": len(enricher.waiting),
+            "dead_letters": dict(stats.dead_letters),
+            "events": dict(stats.events),
+            "partitions": sorted(partitions),
+        }
+
+    @app.page("/pipeline/stats")
+    async def pipeline_stats(web: Web, request: Request) -> Response:
+        return web.json(snapshot())
+
+    class _Collector:
+        def collect(self) -> Any:
+            snap = snapshot()
+            prefix = "spotify_stream"
+            for name, kind, help_ in (
+                ("messages_in", CounterMetricFamily, "Messages consumed"),
+                (
+                    "records_in",
+                    CounterMetricFamily,
+                    "Records consumed (batched messages hold many)",
+                ),
+                ("messages_out", CounterMetricFamily, "Messages produced and acknowledged"),
+            ):
+                family = kind(f"{prefix}_{name}", help_, labels=["topic"])
+                for topic, values in snap["topics"].items():
+                    family.add_metric([topic], values[name])
+                yield family
+            lag = GaugeMetricFamily(
+                f"{prefix}_consumer_lag", "Messages behind", labels=["topic", "partition"]
+            )
+            for entry in snap["consumer_lag"]:
+                lag.add_metric([entry["topic"], str(entry["partition"])], entry["lag"])
+            yield lag
+            keys = GaugeMetricFamily(f"{prefix}_table_keys", "Keys (estimate)", labels=["table"])
+            for name, size in snap["tables"].items():
+                keys.add_metric([name], size)
+            yield keys
+            dead = CounterMetricFamily(
+                f"{prefix}_dead_letters", "Dead letters sent", labels=["reason"]
+            )
+            for reason, count in snap["dead_letters"].items():
+                dead.add_metric([reason], count)
+            yield dead
+            events = CounterMetricFamily(f"{prefix}_events", "Pipeline events", labels=["event"])
+            for name, count in snap["events"].items():
+                events.add_metric([name], count)
+            yield events
+            yield GaugeMetricFamily(
+                f"{prefix}_pending_joins", "Tracks waiting", value=snap["pending_joins"]
+            )
+            yield GaugeMetricFamily(
+                f"{prefix}_uptime_seconds", "Worker uptime", value=snap["uptime_seconds"]
+            )
+
+    registry = CollectorRegistry()
+    registry.register(_Collector())
+
+    @app.page("/metrics")
+    async def metrics(web: Web, request: Request) -> Response:
+        return web.bytes(generate_latest(registry), content_type="text/plain; version=0.0.4")
+
+    @app.page("/artists/{artist_id}")
+    async def artist(web: Web, request: Request, artist_id: str) -> Response:
+        record = dimensions.get("artist", artist_id)
+        if record is None:
+            return error(web, 404, f"no artist {artist_id}")
+        return web.json(jsonable(record))
+
+    @app.page("/albums/{album_id}")
+    async def album(web: Web, request: Request, album_id: str) -> Response:
+        record = dimensions.get("album", album_id)
+        if record is None:
+            return error(web, 404, f"no album {album_id}")
+        return web.json(jsonable(record))
+
+    enriched = tables["enriched"]
+
+    @app.page("/tracks/{track_id}")
+    @app.table_route(table=enriched.table, match_info="track_id")
+    async def track(web: Web, request: Request, track_id: str) -> Response:
+        key = track_id.encode()
+        partition = partition_for(key, pipeline.sender.partitions[topics.TRACKS.name])
+        if partition not in active():
+            return error(web, 503, f"partition {partition} of {track_id} is not on this worker")
+        raw = enriched.get(partition, key)
+        if raw is None:
+            waiting = track_id in enricher.waiting
+            return error(
+                web,
+                404,
+                f"track {track_id} is waiting for dimensions"
+                if waiting
+                else f"no track {track_id}",
+            )
+        return web.json(jsonable(enriched_codec.decode(raw)))
+
+    @app.page("/popularity/top")
+    async def popularity_top(web: Web, request: Request) -> Response:
+        entity = request.query.get("entity", "artist")
+        window = request.query.get("window", "1h")
+        if entity not in ENTITY_TYPES:
+            return error(web, 400, f"entity must be one of {', '.join(ENTITY_TYPES)}")
+        try:
+            n = int(request.query.get("n", "10"))
+        except ValueError:
+            return error(web, 400, "n must be an integer")
+        if not 1 <= n <= MAX_TOP:
+            return error(web, 400, f"n must be between 1 and {MAX_TOP}")
+        return web.json(
+            {
+                "entity": entity,
+                "window": window,
+                "windows_known": sorted(leaderboard.windows.get(entity, ())),
+                "top": [jsonable(r) for r in leaderboard.top(entity, window, n)],
+            }
+        )
