@@ -10,8 +10,10 @@ import pytest
 
 from spotify_stream.embedded import EmbeddedBroker, free_port
 from spotify_stream.ingest.generator import generate
-from spotify_stream.kafka import read_topic
+from spotify_stream.kafka import PartitionedSender, ensure_topics, read_topic, start_producer
+from spotify_stream.models import codec_for
 from spotify_stream.settings import Settings
+from spotify_stream.topics import ALL, Topic
 
 GENERATED_TRACKS = 5000
 
@@ -70,3 +72,18 @@ async def consume_all(settings: Settings, topic: str) -> list:
 
 def cli_command() -> list[str]:
     return [sys.executable, "-m", "spotify_stream"]
+
+
+async def send_records(settings: Settings, records: list[tuple[Topic, dict]]) -> None:
+    """Produce ``records`` one message each, keyed like the producer keys them."""
+    partitions = await ensure_topics(settings, [t.name for t in ALL])
+    producer = await start_producer(settings)
+    try:
+        sender = PartitionedSender(producer, partitions)
+        for topic, record in records:
+            await sender.send(
+                topic.name, record[topic.key].encode(), codec_for(topic.record).encode(record)
+            )
+        await sender.flush()
+    finally:
+        await producer.stop()

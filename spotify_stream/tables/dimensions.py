@@ -37,6 +37,7 @@ class DimensionStore:
         self.changed: dict[str, list[str]] = {kind: [] for kind in KINDS}
         #: messages the reader skipped; the group member owning the partition dead-letters them
         self.unreadable = 0
+        self.stale = 0  # older versions that arrived after newer ones
 
     def apply_message(self, topic: str, value: bytes | None) -> None:
         kind = _KIND_OF[topic]
@@ -57,6 +58,7 @@ class DimensionStore:
         updated_at = _millis(record["updated_at"])
         old = self._db.get(key)
         if old is not None and _VERSION.unpack_from(old)[0] > updated_at:
+            self.stale += 1
             return False
         body = codec_for(KINDS[kind].record).encode(record)
         if old is not None and old[_VERSION.size :] == body:

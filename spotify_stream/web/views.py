@@ -96,7 +96,7 @@ def register(
             },
             "consumer_lag": lag,
             "tables": {name: table.approximate_size(partitions) for name, table in tables.items()},
-            "dimensions": dict(dimensions.counts),
+            "dimensions": {**dimensions.counts, "stale_versions": dimensions.stale},
             "pending_joins": len(enricher.waiting),
             "dead_letters": dict(stats.dead_letters),
             "events": dict(stats.events),
