@@ -1,0 +1,138 @@
+"""Rolling popularity from scripted plays with known times, against a hand computation."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import defaultdict
+
+import pytest
+
+from spotify_stream import topics
+from spotify_stream.models import codec_for
+from tests.agents.test_enrichment_e2e import enriched_by_key
+from tests.agents.test_late_dimensions import T0, album, artist, features, track
+from tests.conftest import consume_all, send_records
+from tests.worker import Worker, wait_for
+
+pytestmark = pytest.mark.slow
+
+HOUR = 3_600_000
+B = int(T0.timestamp() * 1000)
+PLAYS = [  # user, track, minutes after T0, skipped
+    ("u1", "track1", 10, False),
+    ("u2", "track1", 20, True),
+    ("u1", "track2", 30, False),
+    ("u3", "track1", 70, False),
+]
+FLUSH = ("u9", "track2", 3 * 24 * 60, False)  # pushes the watermark past every window above
+POPULARITY = {"track1": 51, "track2": 52, "artist": 70, "album": 40}
+
+
+def play(user: str, track_id: str, minutes: int, skipped: bool) -> dict:
+    return {
+        "user_id": user,
+        "track_id": track_id,
+        "played_at": T0 + dt.timedelta(minutes=minutes),
+        "ms_played": 1000,
+        "skipped": skipped,
+        "session_id": f"s-{user}",
+    }
+
+
+def expected_windows(watermark: int) -> dict[tuple, dict]:
+    """Every closed window per entity, by brute force over the scripted plays."""
+    cells = defaultdict(list)
+    for user, track_id, minutes, skipped in PLAYS:
+        t = B + minutes * 60_000
+        entities = [
+            ("track", track_id, POPULARITY[track_id]),
+            ("artist", "a1", POPULARITY["artist"]),
+            ("album", "al1", POPULARITY["album"]),
+            ("genre", "indie", POPULARITY["artist"]),
+            ("genre", "pop", POPULARITY["artist"]),
+        ]
+        for name, size in (("1h", HOUR), ("24h", 24 * HOUR)):
+            for start in range((t - size) // HOUR * HOUR, t + 1, HOUR):
+                if start <= t < start + size and start + size <= watermark:
+                    for kind, key, pop in entities:
+                        cells[(kind, key, name, start)].append((user, skipped, pop))
+    return {
+        cell: {
+            "plays": len(rows),
+            "unique_listeners": len({u for u, _, _ in rows}),
+            "skip_rate": sum(s for _, s, _ in rows) / len(rows),
+            "mean_popularity": sum(p for _, _, p in rows) / len(rows),
+        }
+        for cell, rows in cells.items()
+    }
+
+
+def test_closed_windows_equal_hand_computed_values(fresh_settings, tmp_path):
+    settings = fresh_settings.model_copy(update={"window_grace": 60})
+    catalog = [
+        (topics.ARTISTS, artist("a1", "Ann")),
+        (topics.ALBUMS, album("al1", "First")),
+        *((topics.AUDIO_FEATURES, features(t)) for t in ("track1", "track2")),
+        *((topics.TRACKS, track(n, "al1", "a1")) for n in (1, 2)),
+    ]
+    asyncio.run(send_records(settings, catalog))
+    with Worker(settings, tmp_path) as worker:
+        assert wait_for(lambda: len(enriched_by_key(settings)) == 2, 30)
+        asyncio.run(send_records(settings, [(topics.PLAYS, play(*p)) for p in PLAYS]))
+        contributions = topics.internal(settings.app_id, topics.CONTRIBUTIONS)
+
+        def contributed() -> int:
+            entry = worker.get("/pipeline/stats")["topics"].get(contributions, {})
+            return entry.get("messages_in", 0)
+
+        assert wait_for(lambda: contributed() == 5 * len(PLAYS), 30)
+        asyncio.run(send_records(settings, [(topics.PLAYS, play(*FLUSH))]))
+        watermark = B + FLUSH[2] * 60_000 - 60_000
+        expected = expected_windows(watermark)
+        codec = codec_for("Popularity")
+
+        def emitted() -> list[dict]:
+            messages = asyncio.run(consume_all(settings, topics.POPULARITY.name))
+            return [codec.decode(m.value) for m in messages]
+
+        records = wait_for(lambda: len(r := emitted()) >= len(expected) and r, 30)
+        top = wait_for(
+            lambda: (t := worker.get("/popularity/top?entity=artist&window=1h&n=5"))["top"] and t,
+            15,
+        )
+        stats = worker.get("/pipeline/stats")
+
+    got = {}
+    for r in records:
+        cell = (
+            r["entity_type"],
+            r["entity_id"],
+            r["window"],
+            int(r["window_start"].timestamp() * 1000),
+        )
+        assert cell not in got, f"window emitted twice: {cell}"
+        assert int(r["window_end"].timestamp() * 1000) - cell[3] == (
+            HOUR if r["window"] == "1h" else 24 * HOUR
+        )
+        got[cell] = {k: r[k] for k in ("plays", "unique_listeners", "skip_rate", "mean_popularity")}
+    assert got == expected
+    # 1 h: 6 entities in hour 0, 5 in hour 1; 24 h: 24 windows reach hour 0, one only hour 1.
+    assert len(expected) == 6 + 5 + 24 * 6 + 5
+    assert stats["events"].get("late_plays", 0) == 0
+    # The latest closed 1 h window of artists is hour 1: one play by u3.
+    assert [(e["entity_id"], e["plays"], e["unique_listeners"]) for e in top["top"]] == [
+        ("a1", 1, 1)
+    ]
+
+
+def test_popularity_top_rejects_bad_parameters(fresh_settings, tmp_path):
+    with Worker(fresh_settings, tmp_path) as worker:
+        assert worker.get_status("/popularity/top?entity=planet")[0] == 400
+        assert worker.get_status("/popularity/top?n=x")[0] == 400
+        assert worker.get_status("/popularity/top?n=0")[0] == 400
+        status, body = worker.get_status("/artists/nobody")
+        assert status == 404 and body == {"error": "no artist nobody"}
+        metrics = worker.get("/metrics")
+    assert "spotify_stream_uptime_seconds" in metrics
+    assert "spotify_stream_pending_joins 0.0" in metrics
