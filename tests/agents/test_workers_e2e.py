@@ -1,0 +1,76 @@
+"""Worker restarts and scale-out: the output stays the reference join, nothing lost or changed."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+
+import pytest
+
+from spotify_stream import topics
+from spotify_stream.ingest.producer import produce
+from tests.agents.test_enrichment_e2e import UPDATED, enriched_by_key
+from tests.conftest import GENERATED_TRACKS
+from tests.reference import reference_enriched
+from tests.worker import Worker, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def assert_equals_reference(got: dict[str, list[dict]], expected: dict[str, dict]) -> int:
+    """Every track once in content; returns how many identical repeats at-least-once made."""
+    assert got.keys() == expected.keys()
+    repeats = 0
+    for track_id, versions in got.items():
+        assert all(v == versions[0] for v in versions), f"{track_id} emitted with different content"
+        repeats += len(versions) - 1
+        record = {k: v for k, v in versions[0].items() if k not in UPDATED}
+        assert record == expected[track_id], track_id
+    return repeats
+
+
+def produce_in_background(settings, source) -> threading.Thread:
+    thread = threading.Thread(
+        target=lambda: asyncio.run(produce(settings, str(source), rate=2500)), daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def test_a_killed_worker_is_replaced_without_loss_or_change(fresh_settings, generated, tmp_path):
+    settings = fresh_settings.model_copy(update={"join_max_wait": 5})
+    expected = reference_enriched(generated)
+    producing = produce_in_background(settings, generated)
+    first = Worker(settings, tmp_path, "first").start()
+    assert wait_for(lambda: len(enriched_by_key(settings)) > 300, 60)
+    first.stop(signal.SIGKILL)
+    partial = len(enriched_by_key(settings))
+
+    # A new worker with an empty state directory: every table comes back from its changelog.
+    with Worker(settings, tmp_path, "second") as second:
+        producing.join(60)
+        got = wait_for(lambda: len(e := enriched_by_key(settings)) == GENERATED_TRACKS and e, 120)
+        stats = second.get("/pipeline/stats")
+    assert partial < GENERATED_TRACKS, "the kill happened mid-run"
+    repeats = assert_equals_reference(got, expected)
+    print(f"killed after {partial} enriched tracks; {repeats} identical repeats after restart")
+    assert stats["pending_joins"] == 0
+
+
+def test_two_workers_split_partitions_and_match_one(fresh_settings, generated, tmp_path):
+    settings = fresh_settings.model_copy(update={"join_max_wait": 5})
+    expected = reference_enriched(generated)
+    with Worker(settings, tmp_path, "a") as a, Worker(settings, tmp_path, "b") as b:
+
+        def settled() -> bool:
+            parts = [set(w.get("/pipeline/stats")["partitions"]) for w in (a, b)]
+            return all(parts) and not parts[0] & parts[1] and parts[0] | parts[1] == {0, 1, 2, 3}
+
+        assert wait_for(settled, 60), "the group never split the partitions"
+        asyncio.run(produce(settings, str(generated)))
+        got = wait_for(lambda: len(e := enriched_by_key(settings)) == GENERATED_TRACKS and e, 120)
+        stats = [w.get("/pipeline/stats") for w in (a, b)]
+    assert_equals_reference(got, expected)
+    records = [s["topics"][topics.TRACKS.name]["records_in"] for s in stats]
+    assert all(records) and sum(records) == GENERATED_TRACKS
