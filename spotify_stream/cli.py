@@ -134,7 +134,14 @@ def generate(out_dir: Path, tracks: int, seed: int, anomalies: float) -> None:
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="Read at most N rows of each file."
 )
-def produce(source: str, rate: float | None, limit: int | None) -> None:
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1, max=100_000),
+    default=None,
+    help="Opt-in bulk form: N records per message on input topics (default: one record per "
+    "message keyed by id; SPOTIFY_STREAM_INPUT_BATCH_RECORDS).",
+)
+def produce(source: str, rate: float | None, limit: int | None, batch: int | None) -> None:
     """Clean the entity files and send them to the entity topics.
 
     Creates missing topics (SPOTIFY_STREAM_PARTITIONS partitions), keys every
@@ -146,6 +153,8 @@ def produce(source: str, rate: float | None, limit: int | None) -> None:
     from spotify_stream.ingest.producer import produce as run
 
     settings = _settings()
+    if batch:
+        settings = settings.model_copy(update={"input_batch_records": batch})
     with console.file_progress() as update:
         result = run_async(
             lambda stop: run(settings, source, rate=rate, limit=limit, stop=stop, progress=update)

@@ -16,6 +16,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from murmurhash2 import murmurhash2
 
 from spotify_stream.errors import BrokerUnavailable, UserError
+from spotify_stream.models.codec import encode_batch
 from spotify_stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -249,3 +250,39 @@ class PartitionedSender:
         await self.ship_open_batches()
         await asyncio.gather(*self._in_flight)  # a snapshot: concurrent flushes each wait
         self._in_flight = [f for f in self._in_flight if not f.done()]
+
+
+class RecordBatcher:
+    """The opt-in bulk form: records of one (topic, partition) grouped into ``Batch`` messages.
+
+    Each record still goes to the partition its key hashes to, so the agents'
+    co-partitioned joins hold; the message itself has no key. With
+    ``records_per_message`` 1 every record is a message of its own, keyed by id.
+    """
+
+    def __init__(self, sender: PartitionedSender, records_per_message: int) -> None:
+        self.sender = sender
+        self.size = records_per_message
+        self.records: Counter[str] = Counter()
+        self._open: dict[tuple[str, int], list[bytes]] = {}
+
+    async def send(self, topic: str, key: bytes, value: bytes, batchable: bool = True) -> None:
+        self.records[topic] += 1
+        if self.size == 1 or not batchable:
+            await self.sender.send(topic, key, value)
+            return
+        slot = (topic, partition_for(key, self.sender.partitions[topic]))
+        bodies = self._open.setdefault(slot, [])
+        bodies.append(value)
+        if len(bodies) >= self.size:
+            del self._open[slot]
+            await self.sender.send(topic, None, encode_batch(bodies), partition=slot[1])
+
+    async def ship_open_batches(self) -> None:
+        await self.sender.ship_open_batches()
+
+    async def flush(self) -> None:
+        opened, self._open = self._open, {}
+        for (topic, partition), bodies in opened.items():
+            await self.sender.send(topic, None, encode_batch(bodies), partition=partition)
+        await self.sender.flush()

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     producer_max_batch_bytes: int = Field(
         1 << 20, ge=1024, description="Largest record batch per partition (and largest message)"
     )
+    input_batch_records: int = Field(
+        1,
+        ge=1,
+        le=100_000,
+        description="Records per message the producer writes to input topics: 1 is one record "
+        "per message keyed by id (the default everywhere); more is the opt-in Batch form",
+    )
     connect_timeout: float = Field(
         10, gt=0, description="Seconds to wait for Kafka before giving up with an error"
     )

@@ -16,6 +16,8 @@ class Stats:
         self.dead_letters: Counter[str] = Counter()
         self.events: Counter[str] = Counter()  # named happenings: joins emitted, late plays...
         self.positions: dict[tuple[str, int], int] = {}  # next offset to process
+        self.first_at: dict[str, float] = {}  # wall clock of the first and last message per topic
+        self.last_at: dict[str, float] = {}
         self._samples: deque[tuple[float, Counter[str], Counter[str]]] = deque()
         self._rate_window = rate_window
 
@@ -23,6 +25,9 @@ class Stats:
         self.messages_in[topic] += 1
         self.records_in[topic] += records
         self.positions[(topic, partition)] = offset + 1
+        now = time.time()
+        self.first_at.setdefault(topic, now)
+        self.last_at[topic] = now
 
     def sample(self, messages_out: Counter[str]) -> None:
         now = time.monotonic()

@@ -22,7 +22,7 @@ from spotify_stream import topics
 from spotify_stream.errors import BrokerUnavailable, UserError
 from spotify_stream.ingest.catalog import CatalogReader, FileStats
 from spotify_stream.ingest.sources import fetch_sources
-from spotify_stream.kafka import PartitionedSender, ensure_topics, start_producer
+from spotify_stream.kafka import PartitionedSender, RecordBatcher, ensure_topics, start_producer
 from spotify_stream.models import codec_for
 from spotify_stream.settings import Settings
 
@@ -76,7 +76,7 @@ async def produce(
     result = ProduceResult(files=reader.stats)
     partitions = await ensure_topics(settings, [t.name for t in topics.ALL])
     producer = await start_producer(settings)
-    sender = PartitionedSender(producer, partitions)
+    sender = RecordBatcher(PartitionedSender(producer, partitions), settings.input_batch_records)
     stop = stop or asyncio.Event()
     if rate:
         chunk_size = max(1, min(chunk_size, int(rate / 10)))
@@ -101,7 +101,7 @@ async def produce(
             # Read the next chunk while this one is handed to Kafka.
             pending = asyncio.ensure_future(asyncio.to_thread(next_chunk))
             for topic, key, value in chunk:
-                await sender.send(topic, key, value)
+                await sender.send(topic, key, value, topic != topics.DEADLETTER.name)
             sent += len(chunk)
             report()
             if rate:
@@ -113,13 +113,13 @@ async def produce(
         if result.interrupted:
             # Rows already read are counted in the summary, so they are sent too.
             for topic, key, value in await pending:
-                await sender.send(topic, key, value)
+                await sender.send(topic, key, value, topic != topics.DEADLETTER.name)
         await sender.flush()
         report()
     except KafkaError as exc:
         raise BrokerUnavailable(f"Kafka failed while producing: {exc}") from None
     finally:
-        result.messages = sender.acked
+        result.messages = sender.records  # records, whichever form carried them
         await producer.stop()
     result.seconds = time.monotonic() - started
     return result

@@ -91,6 +91,8 @@ def register(
                     "messages_out": out.get(name, 0),
                     "rate_in": round(rate_in.get(name, 0.0), 1),
                     "rate_out": round(rate_out.get(name, 0.0), 1),
+                    "first_at": stats.first_at.get(name),
+                    "last_at": stats.last_at.get(name),
                 }
                 for name in sorted(set(stats.messages_in) | set(out))
             },

@@ -27,8 +27,13 @@ def enriched_by_key(settings) -> dict[str, list[dict]]:
     return by_key
 
 
-def test_every_enriched_track_equals_the_reference_join(fresh_settings, generated, tmp_path):
-    settings = fresh_settings.model_copy(update={"join_max_wait": 3})
+@pytest.mark.parametrize("per_message", [1, 250], ids=["one-record-messages", "batched-input"])
+def test_every_enriched_track_equals_the_reference_join(
+    fresh_settings, generated, tmp_path, per_message
+):
+    settings = fresh_settings.model_copy(
+        update={"join_max_wait": 3, "input_batch_records": per_message}
+    )
     result = asyncio.run(produce(settings, str(generated)))
     assert result.messages[topics.TRACKS.name] == GENERATED_TRACKS
     expected = reference_enriched(generated)
@@ -48,5 +53,11 @@ def test_every_enriched_track_equals_the_reference_join(fresh_settings, generate
             record.pop(field)
         assert record == expected[track_id], track_id
     assert stats["dead_letters"] == {}
-    assert stats["topics"][topics.TRACKS.name]["records_in"] == GENERATED_TRACKS
+    tracks_in = stats["topics"][topics.TRACKS.name]
+    assert tracks_in["records_in"] == GENERATED_TRACKS
+    assert tracks_in["messages_in"] == (
+        GENERATED_TRACKS
+        if per_message == 1
+        else pytest.approx(GENERATED_TRACKS / per_message, abs=settings.partitions)
+    )
     assert stats["tables"]["enriched"] >= GENERATED_TRACKS * 0.9  # RocksDB's estimate
