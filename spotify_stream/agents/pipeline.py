@@ -75,8 +75,6 @@ class Pipeline:
         for key, record in queued:
             await self.sender.send(topics.DEADLETTER.name, key, self._deadletter.encode(record))
         await self.sender.flush()
-        for table in self.tables:
-            table.mark_persisted()
 
     def records(self, event: EventT, expected: str, key_field: str) -> list[Record]:
         """The valid records of one message; the others go to the dead-letter topic.

@@ -8,6 +8,11 @@ for the same agent without the set) and needs the current event to choose the
 partition. Here a write goes to the partition's store at once and to the
 changelog through the worker's batch sender; the caller flushes the sender
 before Faust acknowledges the input, so state is durable before offsets move.
+
+Faust's persisted changelog offset is left unset, so recovery replays a
+partition's changelog from the start (idempotent: the last value per key
+wins). Setting it from our acknowledged offsets made Faust refuse to start on
+the embedded broker, whose reported end offset lags the true one.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import faust
-from faust.types import TP
 
 from spotify_stream.kafka import PartitionedSender
 
@@ -71,11 +75,3 @@ class PartitionedTable:
             else:
                 return len(db)
         return total
-
-    def mark_persisted(self) -> None:
-        """Tell Faust which changelog offsets the local stores hold (faster recovery)."""
-        if self.sender is None or not hasattr(self.table.data, "set_persisted_offset"):
-            return
-        for (topic, partition), offset in self.sender.last_offsets.items():
-            if topic == self.changelog:
-                self.table.data.set_persisted_offset(TP(topic, partition), offset)

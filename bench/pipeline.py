@@ -1,0 +1,163 @@
+"""Enrichment throughput of one worker process, next to the raw limit of the same messages.
+
+For each input form (one record per message; the opt-in Batch form), on a
+fresh embedded broker:
+
+1. produce artists, albums and audio features; run a worker until it has
+   stored every feature; stop it;
+2. produce the tracks (so they wait in Kafka);
+3. raw limit: an aiokafka consumer reads the tracks topic and decodes every
+   record with fastavro (the codec the agents use), nothing else;
+4. start a worker (its features table comes back from the changelog first)
+   and time its enrichment agent from the first to the last track message:
+   every track is joined with album, artist and features, encoded and written
+   to spotify.tracks.enriched, acknowledged before its offset is committed.
+
+    python -m bench pipeline [--tracks 50000] [--batch 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from spotify_stream import topics
+from spotify_stream.embedded import EmbeddedBroker, free_port
+from spotify_stream.ingest.generator import generate
+from spotify_stream.ingest.producer import produce
+from spotify_stream.ingest.sources import TRACKS_FILE
+from spotify_stream.models.codec import records_in
+from spotify_stream.settings import Settings
+
+
+async def raw_limit(settings: Settings, expected: int) -> float:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=64 << 20,
+    )
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topics.TRACKS.name, p) for p in range(settings.partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        records, started = 0, time.perf_counter()
+        while records < expected:
+            for messages in (await consumer.getmany(timeout_ms=1000, max_records=20_000)).values():
+                for message in messages:
+                    records += len(records_in(message.value))
+        return records / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+class WorkerProcess:
+    def __init__(self, settings: Settings, workdir: Path) -> None:
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SPOTIFY_STREAM_")}
+        for name, value in settings.model_dump().items():
+            if value is not None:
+                env[f"SPOTIFY_STREAM_{name.upper()}"] = str(value)
+        env["SPOTIFY_STREAM_WEB_PORT"] = str(self.port)
+        self.log = workdir / "worker.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "spotify_stream", "worker", "-l", "warn"],
+            env=env,
+            cwd=workdir,
+            stdout=(workdir / "worker.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def topic(self, name: str) -> dict:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/pipeline/stats") as r:
+                return json.loads(r.read())["topics"].get(name, {})
+        except OSError:
+            return {}
+
+    def wait_records(self, name: str, count: int, timeout: float = 600) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            entry = self.topic(name)
+            if entry.get("records_in", 0) >= count:
+                return entry
+            if self.process.poll() is not None:
+                log = self.log.read_text(errors="replace").splitlines()[-20:]
+                raise SystemExit(f"worker exited with {self.process.returncode}:\n" + "\n".join(log))
+            time.sleep(0.2)
+        raise SystemExit(f"worker did not consume {count} records of {name} in {timeout} s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(60)
+
+
+def split_catalog(data: Path, dims: Path, tracks: Path) -> None:
+    """Two sources: everything but the tracks file, and only the tracks file."""
+    for target in (dims, tracks):
+        target.mkdir()
+    for path in data.iterdir():
+        (tracks if path.name == TRACKS_FILE else dims).joinpath(path.name).symlink_to(path)
+
+
+def run(data: Path, tracks: int, per_message: int, workdir: Path) -> tuple[float, float]:
+    dims, track_only = workdir / "dims", workdir / "tracks"
+    split_catalog(data, dims, track_only)
+    with EmbeddedBroker() as broker:
+        settings = Settings(
+            broker=f"kafka://{broker.bootstrap}",
+            producer_idempotence="off",
+            data_dir=workdir / "state",
+            input_batch_records=per_message,
+            _env_file=None,
+        )
+        asyncio.run(produce(settings, str(dims)))
+        worker = WorkerProcess(settings, workdir)
+        worker.wait_records(topics.AUDIO_FEATURES.name, tracks)
+        worker.stop()
+        asyncio.run(produce(settings, str(track_only)))
+        raw = asyncio.run(raw_limit(settings, tracks))
+        worker = WorkerProcess(settings, workdir)
+        entry = worker.wait_records(topics.TRACKS.name, tracks)
+        worker.stop()
+    return raw, tracks / (entry["last_at"] - entry["first_at"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracks", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=500, help="records per Batch message")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        generate(data, args.tracks, seed=1)
+        rows = []
+        for label, per_message in (
+            ("one record per message", 1),
+            (f"Batch of {args.batch}", args.batch),
+        ):
+            workdir = Path(tmp) / f"run-{per_message}"
+            workdir.mkdir()
+            raw, worker = run(data, args.tracks, per_message, workdir)
+            rows.append((label, raw, worker))
+    print(f"\n{args.tracks:,} tracks, 8 partitions, one worker process, embedded broker\n")
+    print("| input form | raw consume + decode (rec/s) | worker enrichment (tracks/s) | ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    for label, raw, worker in rows:
+        print(f"| {label} | {raw:,.0f} | {worker:,.0f} | {worker / raw:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
