@@ -20,19 +20,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from spotify_stream import topics
-from spotify_stream.embedded import EmbeddedBroker, free_port
+from spotify_stream.embedded import EmbeddedBroker
+from spotify_stream.embedded.worker import WorkerProcess, wait_for
 from spotify_stream.ingest.generator import generate
 from spotify_stream.ingest.producer import produce
 from spotify_stream.ingest.sources import TRACKS_FILE
@@ -63,45 +59,13 @@ async def raw_limit(settings: Settings, expected: int) -> float:
         await consumer.stop()
 
 
-class WorkerProcess:
-    def __init__(self, settings: Settings, workdir: Path) -> None:
-        self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SPOTIFY_STREAM_")}
-        for name, value in settings.model_dump().items():
-            if value is not None:
-                env[f"SPOTIFY_STREAM_{name.upper()}"] = str(value)
-        env["SPOTIFY_STREAM_WEB_PORT"] = str(self.port)
-        self.log = workdir / "worker.log"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "spotify_stream", "worker", "-l", "warn"],
-            env=env,
-            cwd=workdir,
-            stdout=(workdir / "worker.log").open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-
-    def topic(self, name: str) -> dict:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/pipeline/stats") as r:
-                return json.loads(r.read())["topics"].get(name, {})
-        except OSError:
-            return {}
-
-    def wait_records(self, name: str, count: int, timeout: float = 600) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            entry = self.topic(name)
-            if entry.get("records_in", 0) >= count:
-                return entry
-            if self.process.poll() is not None:
-                log = self.log.read_text(errors="replace").splitlines()[-20:]
-                raise SystemExit(f"worker exited with {self.process.returncode}:\n" + "\n".join(log))
-            time.sleep(0.2)
-        raise SystemExit(f"worker did not consume {count} records of {name} in {timeout} s")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(60)
+def wait_records(worker: WorkerProcess, topic: str, count: int) -> dict:
+    entry = wait_for(
+        lambda: (e := worker.topic_stats(topic)).get("records_in", 0) >= count and e, 600
+    )
+    if not entry:
+        raise SystemExit(f"the worker did not consume {count} records of {topic}; see {worker.log}")
+    return entry
 
 
 def split_catalog(data: Path, dims: Path, tracks: Path) -> None:
@@ -124,14 +88,13 @@ def run(data: Path, tracks: int, per_message: int, workdir: Path) -> tuple[float
             _env_file=None,
         )
         asyncio.run(produce(settings, str(dims)))
-        worker = WorkerProcess(settings, workdir)
-        worker.wait_records(topics.AUDIO_FEATURES.name, tracks)
-        worker.stop()
+        with WorkerProcess(settings, workdir, loglevel="warn") as worker:
+            wait_records(worker, topics.AUDIO_FEATURES.name, tracks)
         asyncio.run(produce(settings, str(track_only)))
         raw = asyncio.run(raw_limit(settings, tracks))
-        worker = WorkerProcess(settings, workdir)
-        entry = worker.wait_records(topics.TRACKS.name, tracks)
-        worker.stop()
+        # Same state directory: the features table is there (and replayed from its changelog).
+        with WorkerProcess(settings, workdir, loglevel="warn") as worker:
+            entry = wait_records(worker, topics.TRACKS.name, tracks)
     return raw, tracks / (entry["last_at"] - entry["first_at"])
 
 

@@ -248,11 +248,12 @@ def worker(faust_args: tuple[str, ...]) -> None:
     show_default=True,
     help="Where the generated files go.",
 )
-def demo(tracks: int, duration: float, data_dir: Path) -> None:
-    """Run the pipeline on the embedded defaults: broker, data, producer, plays."""
+@click.option("--serve", is_flag=True, help="Keep the worker and its web pages up until Ctrl-C.")
+def demo(tracks: int, duration: float, data_dir: Path, serve: bool) -> None:
+    """Run the pipeline on the embedded defaults: broker, data, worker, producer, plays."""
     from spotify_stream.demo import run_demo
 
-    run_demo(_settings(), tracks=tracks, duration=duration, data_dir=data_dir)
+    run_demo(_settings(), tracks=tracks, duration=duration, data_dir=data_dir, serve=serve)
 
 
 def main() -> None:

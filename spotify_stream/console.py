@@ -81,3 +81,26 @@ def produce_summary(result: ProduceResult) -> None:
     rate = result.rows_read / result.seconds if result.seconds else 0.0
     state = "interrupted after" if result.interrupted else "done in"
     out.print(f"{state} {result.seconds:.1f} s: {result.rows_read:,} rows, {rate:,.0f} rows/s")
+
+
+def worker_summary(stats: dict, url: str) -> None:
+    """What a worker has done, and where to look at it."""
+    table = Table(title="stream worker", show_edge=False)
+    table.add_column("topic")
+    table.add_column("records in", justify="right")
+    table.add_column("messages out", justify="right")
+    for name, entry in stats["topics"].items():
+        table.add_row(name, f"{entry['records_in']:,}", f"{entry['messages_out']:,}")
+    out.print(table)
+    events = stats["events"]
+    out.print(
+        f"enriched tracks emitted: {events.get('emitted', 0):,} "
+        f"({events.get('emitted_incomplete', 0):,} incomplete after the max wait), "
+        f"re-emitted: {events.get('re-emitted', 0):,}, waiting: {stats['pending_joins']:,}"
+    )
+    dead = ", ".join(f"{k}={v}" for k, v in stats["dead_letters"].items()) or "none"
+    out.print(f"dead letters from the worker: {dead}")
+    out.print(
+        f"monitoring: {url}/pipeline/stats  {url}/metrics  "
+        f"{url}/popularity/top?entity=artist&window=1h&n=10"
+    )

@@ -8,11 +8,11 @@ from collections import defaultdict
 import pytest
 
 from spotify_stream import topics
+from spotify_stream.embedded.worker import WorkerProcess, wait_for
 from spotify_stream.ingest.producer import produce
 from spotify_stream.models import codec_for
 from tests.conftest import GENERATED_TRACKS, consume_all
 from tests.reference import reference_enriched
-from tests.worker import Worker, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def test_every_enriched_track_equals_the_reference_join(
     assert result.messages[topics.TRACKS.name] == GENERATED_TRACKS
     expected = reference_enriched(generated)
 
-    with Worker(settings, tmp_path) as worker:
+    with WorkerProcess(settings, tmp_path) as worker:
         got = wait_for(
             lambda: (e := enriched_by_key(settings)) and len(e) == len(expected) and e, 120
         )

@@ -8,9 +8,9 @@ import datetime as dt
 import pytest
 
 from spotify_stream import topics
+from spotify_stream.embedded.worker import WorkerProcess, wait_for
 from tests.agents.test_enrichment_e2e import enriched_by_key
 from tests.conftest import send_records
-from tests.worker import Worker, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def test_tracks_wait_for_late_dimensions_then_emit_complete(fresh_settings, tmp_
     settings = fresh_settings.model_copy(update={"join_max_wait": 600})
     tracks = [track(1, "al1", "a1"), track(2, "al1", "a1")]
     asyncio.run(send_records(settings, [(topics.TRACKS, t) for t in tracks]))
-    with Worker(settings, tmp_path) as worker:
+    with WorkerProcess(settings, tmp_path) as worker:
         waiting = wait_for(lambda: worker.get("/pipeline/stats")["pending_joins"] == 2, 30)
         assert waiting
         assert enriched_by_key(settings) == {}
@@ -113,7 +113,7 @@ def test_max_wait_emits_flagged_then_dimension_changes_re_emit(fresh_settings, t
             ],
         )
     )
-    with Worker(settings, tmp_path) as worker:
+    with WorkerProcess(settings, tmp_path) as worker:
         first = wait_for(lambda: enriched_by_key(settings).get("track1"), 30)
         assert first and len(first) == 1
         flagged = first[0]

@@ -9,11 +9,11 @@ from collections import defaultdict
 import pytest
 
 from spotify_stream import topics
+from spotify_stream.embedded.worker import WorkerProcess, wait_for
 from spotify_stream.models import codec_for
 from tests.agents.test_enrichment_e2e import enriched_by_key
 from tests.agents.test_late_dimensions import T0, album, artist, features, track
 from tests.conftest import consume_all, send_records
-from tests.worker import Worker, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,7 @@ def test_closed_windows_equal_hand_computed_values(fresh_settings, tmp_path):
         *((topics.TRACKS, track(n, "al1", "a1")) for n in (1, 2)),
     ]
     asyncio.run(send_records(settings, catalog))
-    with Worker(settings, tmp_path) as worker:
+    with WorkerProcess(settings, tmp_path) as worker:
         assert wait_for(lambda: len(enriched_by_key(settings)) == 2, 30)
         asyncio.run(send_records(settings, [(topics.PLAYS, play(*p)) for p in PLAYS]))
         contributions = topics.internal(settings.app_id, topics.CONTRIBUTIONS)
@@ -127,7 +127,7 @@ def test_closed_windows_equal_hand_computed_values(fresh_settings, tmp_path):
 
 
 def test_popularity_top_rejects_bad_parameters(fresh_settings, tmp_path):
-    with Worker(fresh_settings, tmp_path) as worker:
+    with WorkerProcess(fresh_settings, tmp_path) as worker:
         assert worker.get_status("/popularity/top?entity=planet")[0] == 400
         assert worker.get_status("/popularity/top?n=x")[0] == 400
         assert worker.get_status("/popularity/top?n=0")[0] == 400

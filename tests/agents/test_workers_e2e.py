@@ -9,11 +9,11 @@ import threading
 import pytest
 
 from spotify_stream import topics
+from spotify_stream.embedded.worker import WorkerProcess, wait_for
 from spotify_stream.ingest.producer import produce
 from tests.agents.test_enrichment_e2e import UPDATED, enriched_by_key
 from tests.conftest import GENERATED_TRACKS
 from tests.reference import reference_enriched
-from tests.worker import Worker, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -42,13 +42,13 @@ def test_a_killed_worker_is_replaced_without_loss_or_change(fresh_settings, gene
     settings = fresh_settings.model_copy(update={"join_max_wait": 5})
     expected = reference_enriched(generated)
     producing = produce_in_background(settings, generated)
-    first = Worker(settings, tmp_path, "first").start()
+    first = WorkerProcess(settings, tmp_path, "first").start()
     assert wait_for(lambda: len(enriched_by_key(settings)) > 300, 60)
     first.stop(signal.SIGKILL)
     partial = len(enriched_by_key(settings))
 
     # A new worker with an empty state directory: every table comes back from its changelog.
-    with Worker(settings, tmp_path, "second") as second:
+    with WorkerProcess(settings, tmp_path, "second") as second:
         producing.join(60)
         got = wait_for(lambda: len(e := enriched_by_key(settings)) == GENERATED_TRACKS and e, 120)
         stats = second.get("/pipeline/stats")
@@ -61,7 +61,7 @@ def test_a_killed_worker_is_replaced_without_loss_or_change(fresh_settings, gene
 def test_two_workers_split_partitions_and_match_one(fresh_settings, generated, tmp_path):
     settings = fresh_settings.model_copy(update={"join_max_wait": 5})
     expected = reference_enriched(generated)
-    with Worker(settings, tmp_path, "a") as a, Worker(settings, tmp_path, "b") as b:
+    with WorkerProcess(settings, tmp_path, "a") as a, WorkerProcess(settings, tmp_path, "b") as b:
 
         def settled() -> bool:
             parts = [set(w.get("/pipeline/stats")["partitions"]) for w in (a, b)]

@@ -1,4 +1,8 @@
-"""A real worker process (``spotify-stream worker``) for end-to-end tests."""
+"""A worker in a child process, for the demo, benchmarks and tests.
+
+The child gets exactly the given settings through its environment (and its own
+web port and state directory), so several can share one broker's partitions.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from spotify_stream.embedded import free_port
+from spotify_stream.embedded.broker import free_port
+from spotify_stream.errors import UserError
 from spotify_stream.settings import Settings
 
 
@@ -26,23 +31,33 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-class Worker:
-    def __init__(self, settings: Settings, workdir: Path, name: str = "worker") -> None:
+class WorkerProcess:
+    def __init__(
+        self,
+        settings: Settings,
+        workdir: Path,
+        name: str = "worker",
+        loglevel: str = "info",
+        web_port: int | None = None,
+    ) -> None:
+        """``web_port``: the settings' own when given; otherwise a free one."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.settings = settings.model_copy(
-            update={"web_port": free_port(), "data_dir": workdir / name}
+            update={"web_port": web_port or free_port(), "data_dir": workdir / name}
         )
         self.workdir = workdir
+        self.loglevel = loglevel
         self.log = workdir / f"{name}.log"
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.web_port}"
+        return f"http://{self.settings.web_host}:{self.settings.web_port}"
 
-    def start(self, timeout: float = 90) -> Worker:
+    def start(self, timeout: float = 90) -> WorkerProcess:
+        """Start the worker and wait until its web server answers (after table recovery)."""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "spotify_stream", "worker", "-l", "info"],
+            [sys.executable, "-m", "spotify_stream", "worker", "-l", self.loglevel],
             env=settings_env(self.settings),
             cwd=self.workdir,
             stdout=self.log.open("ab"),
@@ -51,18 +66,21 @@ class Worker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.process.returncode}: {self.tail()}")
+                raise UserError(
+                    f"worker exited with {self.process.returncode}; last lines of {self.log}:\n"
+                    + self.tail()
+                )
             try:
                 self.get("/pipeline/stats")
                 return self
-            except (urllib.error.URLError, ConnectionError, OSError):
+            except OSError:
                 time.sleep(0.3)
-        raise TimeoutError(f"worker not ready after {timeout} s: {self.tail()}")
+        raise UserError(f"worker not ready after {timeout:g} s; see {self.log}")
 
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(self.url + path, timeout=5) as response:
             body = response.read()
-        return json.loads(body) if path != "/metrics" else body.decode()
+        return body.decode() if path == "/metrics" else json.loads(body)
 
     def get_status(self, path: str) -> tuple[int, Any]:
         try:
@@ -70,8 +88,15 @@ class Worker:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        assert self.process is not None
+    def topic_stats(self, topic: str) -> dict[str, Any]:
+        try:
+            return self.get("/pipeline/stats")["topics"].get(topic, {})
+        except OSError:
+            return {}
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int | None:
+        if self.process is None:
+            return None
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
@@ -80,18 +105,18 @@ class Worker:
             self.process.kill()
             return self.process.wait()
 
-    def tail(self, lines: int = 30) -> str:
+    def tail(self, lines: int = 20) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
-    def __enter__(self) -> Worker:
+    def __enter__(self) -> WorkerProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
-def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.5) -> Any:
-    """Poll ``predicate`` until it returns something truthy."""
+def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.3) -> Any:
+    """Poll ``predicate`` until it returns something truthy (or the time is up)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
