@@ -5,9 +5,10 @@ import fastavro
 import pyarrow as pa
 import pytest
 
+from spotify_stream.agents.enrichment import enrich
 from spotify_stream.models import SCHEMAS, AvroCodec, DecodeError, codec_for
 from spotify_stream.models.arrow import arrow_schema
-from spotify_stream.models.codec import register_writer_schema
+from spotify_stream.models.codec import encode_batch, records_in, register_writer_schema
 from spotify_stream.models.records import RECORDS
 
 UTC = dt.UTC
@@ -84,6 +85,32 @@ SAMPLES = {
         "failed_at": NOW,
     },
 }
+
+SAMPLES["EnrichedTrack"] = enrich(
+    SAMPLES["Track"], SAMPLES["Album"], SAMPLES["Artist"], SAMPLES["AudioFeatures"]
+)
+SAMPLES["Popularity"] = {
+    "entity_type": "genre",
+    "entity_id": "post-rock",
+    "window": "24h",
+    "window_start": NOW,
+    "window_end": NOW,
+    "plays": 3,
+    "unique_listeners": 2,
+    "skip_rate": 1 / 3,
+    "mean_popularity": None,
+}
+SAMPLES["Batch"] = {"records": [codec_for("Track").encode(SAMPLES["Track"])]}
+
+
+def test_a_batch_holds_records_of_their_own_schema():
+    track = codec_for("Track").encode(SAMPLES["Track"])
+    play = codec_for("Play").encode(SAMPLES["Play"])
+    assert records_in(encode_batch([track, play])) == [
+        ("Track", SAMPLES["Track"]),
+        ("Play", SAMPLES["Play"]),
+    ]
+    assert records_in(track) == [("Track", SAMPLES["Track"])]
 
 
 def test_every_schema_has_a_sample():
