@@ -30,6 +30,8 @@ from faust.types import EventT
 from spotify_stream import topics
 from spotify_stream.agents.pipeline import Pipeline, Record
 from spotify_stream.models import SCHEMAS, codec_for
+from spotify_stream.models.codec import body_if_current
+from spotify_stream.models.parts import RecordParts
 from spotify_stream.tables.dimensions import DimensionStore
 from spotify_stream.tables.partitioned import PartitionedTable
 
@@ -99,6 +101,26 @@ def track_of(enriched: Record) -> Record:
     return {name: enriched[name] for name in TRACK_FIELDS}
 
 
+def features_part(features: Record) -> Record:
+    """The "features" part of an enriched track, from an AudioFeatures record."""
+    part = {name: features.get(name) for name in FEATURE_FIELDS}
+    part["features_updated_at"] = features["updated_at"]
+    return part
+
+
+#: EnrichedTrack as consecutive field groups (see ``models.parts``).
+PARTS = RecordParts(
+    "EnrichedTrack",
+    {
+        "track": TRACK_FIELDS,
+        "album": list(ALBUM_FIELDS),
+        "artist": list(ARTIST_FIELDS),
+        "features": [*FEATURE_FIELDS, "features_updated_at"],
+        "status": ["complete", "missing"],
+    },
+)
+
+
 class Enricher:
     def __init__(
         self,
@@ -110,17 +132,23 @@ class Enricher:
     ) -> None:
         self.pipeline = pipeline
         self.dimensions = dimensions
-        self.features = features
-        self.pending = pending
-        self.enriched = enriched
+        self.features = features  # track_id -> the encoded "features" part
+        self.pending = pending  # track_id -> first seen (ms, 8 bytes) + encoded Track
+        self.enriched = enriched  # track_id -> encoded EnrichedTrack, as emitted
         self.max_wait_ms = int(pipeline.settings.join_max_wait * 1000)
         self.retry_topic = pipeline.internal(topics.JOIN_RETRY)  # track_id -> dimension|expire
         self.index: defaultdict[str, set[str]] = defaultdict(set)
         self.waiting: dict[str, int] = {}  # track_id -> first seen (ms), for the expiry timer
         self._track = codec_for("Track")
-        self._features = codec_for("AudioFeatures")
         self._enriched = codec_for("EnrichedTrack")
         self._stats = pipeline.stats.events
+        self._parts = PARTS
+        self._null_album = PARTS.encode("album", {})
+        self._null_artist = PARTS.encode("artist", {})
+        self._null_features = PARTS.encode("features", {})
+        # (kind, id) -> (decoded record it was made from, encoded part)
+        self._part_cache: dict[tuple[str, str], tuple[Record, bytes]] = {}
+        self._status_cache: dict[tuple[str, ...], bytes] = {}
 
     async def handle(self, events: Iterable[EventT]) -> None:
         pipeline = self.pipeline
@@ -133,17 +161,18 @@ class Enricher:
                     partition, message.key.decode(), expire=message.value == b"expire"
                 )
             elif message.topic == topics.TRACKS.name:
-                for track in pipeline.records(event, "Track", "track_id"):
-                    await self.on_track(partition, track)
+                for track, encoded in pipeline.encoded_records(event, "Track", "track_id"):
+                    await self.on_track(partition, track, encoded)
             else:
                 for features in pipeline.records(event, "AudioFeatures", "track_id"):
                     await self.on_features(partition, features)
         await pipeline.commit_point()
 
-    async def on_track(self, partition: int, track: Record) -> None:
-        key = track["track_id"].encode()
+    async def on_track(self, partition: int, track: Record, encoded: bytes) -> None:
+        track_id = track["track_id"]
+        key = track_id.encode()
         current = self.enriched.get(partition, key)
-        pending = self.pending.get(partition, key)
+        pending = self.pending.get(partition, key) if track_id in self.waiting else None
         if current is not None:
             stored = self._enriched.decode(current)["updated_at"]
         elif pending is not None:
@@ -153,18 +182,21 @@ class Enricher:
         if stored is not None and stored > track["updated_at"]:
             self._stats["stale_tracks"] += 1  # an older version arrived late: latest wins
             return
-        await self._join(partition, key, track, current, pending)
+        await self._join(partition, key, track, encoded, current, pending)
 
     async def on_features(self, partition: int, features: Record) -> None:
         key = features["track_id"].encode()
         old = self.features.get(partition, key)
-        if old is not None and self._features.decode(old)["updated_at"] > features["updated_at"]:
+        if (
+            old is not None
+            and self._parts.decode("features", old)["features_updated_at"] > features["updated_at"]
+        ):
             self._stats["stale_features"] += 1
             return
-        body = self._features.encode(features)
-        if body == old:
+        part = self._parts.encode("features", features_part(features))
+        if part == old:
             return
-        await self.features.put(partition, key, body)
+        await self.features.put(partition, key, part)
         await self.rejoin(partition, features["track_id"])
 
     async def rejoin(self, partition: int, track_id: str, expire: bool = False) -> None:
@@ -173,45 +205,82 @@ class Enricher:
         pending = self.pending.get(partition, key)
         current = self.enriched.get(partition, key)
         if pending is not None:
-            track = self._track.decode(pending[_SINCE.size :])
+            encoded = pending[_SINCE.size :]
             since = _SINCE.unpack_from(pending)[0]
             expire = expire and _now_ms() >= since + self.max_wait_ms
-            await self._join(partition, key, track, current, pending, expire)
+            track = self._track.decode(encoded)
+            await self._join(partition, key, track, encoded, current, pending, expire)
         elif current is not None:
-            await self._join(partition, key, track_of(self._enriched.decode(current)), current)
+            track = track_of(self._enriched.decode(current))
+            await self._join(partition, key, track, None, current)
 
     async def _join(
         self,
         partition: int,
         key: bytes,
         track: Record,
+        encoded: bytes | None,
         current: bytes | None,
         pending: bytes | None = None,
         expire: bool = False,
     ) -> None:
+        """Emit the track joined with what is known, or keep it waiting.
+
+        ``encoded``: the track's single-object encoding, when there is one.
+        """
         dims = self.dimensions
         album = dims.get("album", track["album_id"]) if track.get("album_id") else None
         artist = dims.get("artist", track["artist_id"]) if track.get("artist_id") else None
-        raw_features = self.features.get(partition, key)
-        features = self._features.decode(raw_features) if raw_features else None
+        features = self.features.get(partition, key)
+        missing = missing_parts(track, album, artist, features)
         self._remember(track)
-        if current is None and not expire and missing_parts(track, album, artist, features):
+        if current is None and not expire and missing:
             since = _SINCE.unpack_from(pending)[0] if pending else _now_ms()
-            body = _SINCE.pack(since) + self._track.encode(track)
-            if body != pending:
-                await self.pending.put(partition, key, body)
+            value = _SINCE.pack(since) + (encoded or self._track.encode(track))
+            if value != pending:
+                await self.pending.put(partition, key, value)
             self.waiting.setdefault(track["track_id"], since)
             return
-        record = enrich(track, album, artist, features)
-        body = self._enriched.encode(record)
+        track_part = body_if_current("Track", encoded) if encoded else None
+        body = b"".join(
+            (
+                self._parts.header,
+                track_part or self._parts.encode("track", track),
+                self._part("album", album) if album else self._null_album,
+                self._part("artist", artist) if artist else self._null_artist,
+                features or self._null_features,
+                self._status(missing),
+            )
+        )
         if body != current:
             await self.enriched.put(partition, key, body)
             self._stats["emitted" if current is None else "re-emitted"] += 1
-            if not record["complete"]:
+            if missing:
                 self._stats["emitted_incomplete"] += 1
         if pending is not None:
             await self.pending.put(partition, key, None)
             self.waiting.pop(track["track_id"], None)
+
+    def _part(self, kind: str, record: Record) -> bytes:
+        slot = (kind, record[f"{kind}_id"])
+        cached = self._part_cache.get(slot)
+        if cached is not None and cached[0] is record:  # the store's cached version
+            return cached[1]
+        fields = ALBUM_FIELDS if kind == "album" else ARTIST_FIELDS
+        part = self._parts.encode(kind, {out: record.get(src) for out, src in fields.items()})
+        if len(self._part_cache) >= max(1, self.pipeline.settings.dimension_cache):
+            self._part_cache.clear()
+        self._part_cache[slot] = (record, part)
+        return part
+
+    def _status(self, missing: list[str]) -> bytes:
+        slot = tuple(missing)
+        part = self._status_cache.get(slot)
+        if part is None:
+            part = self._status_cache[slot] = self._parts.encode(
+                "status", {"complete": not missing, "missing": missing}
+            )
+        return part
 
     def _remember(self, track: Record) -> None:
         track_id = track["track_id"]

@@ -20,7 +20,7 @@ from spotify_stream.ingest.catalog import dead_letter
 from spotify_stream.ingest.reasons import Reason
 from spotify_stream.kafka import PartitionedSender, ensure_topics, partition_for, start_producer
 from spotify_stream.models import codec_for
-from spotify_stream.models.codec import DecodeError, records_in
+from spotify_stream.models.codec import DecodeError, encoded_records_in
 from spotify_stream.settings import Settings
 from spotify_stream.stats import Stats
 from spotify_stream.tables.partitioned import PartitionedTable
@@ -77,7 +77,14 @@ class Pipeline:
         await self.sender.flush()
 
     def records(self, event: EventT, expected: str, key_field: str) -> list[Record]:
-        """The valid records of one message; the others go to the dead-letter topic.
+        """The valid records of one message; the others go to the dead-letter topic."""
+        return [record for record, _ in self.encoded_records(event, expected, key_field)]
+
+    def encoded_records(
+        self, event: EventT, expected: str, key_field: str
+    ) -> list[tuple[Record, bytes]]:
+        """The valid records of one message, each with its own encoding; the others go
+        to the dead-letter topic.
 
         Valid: decodable, of the topic's record type, with an id, and in the
         partition its id hashes to (co-partitioned joins depend on it).
@@ -85,7 +92,7 @@ class Pipeline:
         message = event.message
         value = message.value or b""
         try:
-            decoded = records_in(value)
+            decoded = encoded_records_in(value)
         except DecodeError as exc:
             self.stats.consumed(message.topic, message.partition, message.offset, 0)
             self.dead_letter(event, Reason.UNDECODABLE, str(exc))
@@ -93,7 +100,7 @@ class Pipeline:
         self.stats.consumed(message.topic, message.partition, message.offset, len(decoded))
         good = []
         partitions = self.sender.partitions.get(message.topic) if self.sender else None
-        for name, record in decoded:
+        for name, record, encoded in decoded:
             if name != expected:
                 self.dead_letter(
                     event, Reason.WRONG_RECORD_TYPE, f"a {name} on a topic of {expected}"
@@ -111,7 +118,7 @@ class Pipeline:
                     f"{partition_for(key.encode(), partitions)}, not {message.partition}",
                 )
                 continue
-            good.append(record)
+            good.append((record, encoded))
         return good
 
     def dead_letter(self, event: EventT, reason: Reason, detail: str) -> None:

@@ -98,10 +98,22 @@ def decode_any(data: bytes) -> tuple[str, dict[str, Any]]:
 
 def records_in(data: bytes) -> list[tuple[str, dict[str, Any]]]:
     """The records of one message: its record, or every record of a ``Batch``."""
+    return [(name, record) for name, record, _ in encoded_records_in(data)]
+
+
+def encoded_records_in(data: bytes) -> list[tuple[str, dict[str, Any], bytes]]:
+    """Like ``records_in``, with each record's own single-object encoding."""
     name, record = decode_any(data)
     if name != "Batch":
-        return [(name, record)]
-    return [decode_any(item) for item in record["records"]]
+        return [(name, record, data)]
+    return [(*decode_any(item), item) for item in record["records"]]
+
+
+def body_if_current(name: str, encoded: bytes) -> bytes | None:
+    """The Avro body of ``encoded`` when it was written with the current schema ``name``."""
+    if encoded[2:HEADER_SIZE] == codec_for(name).fingerprint:
+        return encoded[HEADER_SIZE:]
+    return None
 
 
 def encode_batch(bodies: list[bytes]) -> bytes:

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from spotify_stream.agents.enrichment import enrich, missing_parts, track_of
+import pytest
+
+from spotify_stream.agents.enrichment import (
+    ALBUM_FIELDS,
+    ARTIST_FIELDS,
+    PARTS,
+    enrich,
+    features_part,
+    missing_parts,
+    track_of,
+)
+from spotify_stream.models import codec_for
+from spotify_stream.models.codec import body_if_current
 from tests.agents.test_late_dimensions import album, artist, features, track
 
 
@@ -29,3 +41,27 @@ def test_enriched_record_takes_each_part_from_its_dimension():
     bare = enrich(t, None, None, None)
     assert not bare["complete"] and bare["missing"] == ["album", "artist", "features"]
     assert bare["genres"] == [] and bare["album_name"] is None
+
+
+@pytest.mark.parametrize("present", [(1, 1, 1), (0, 0, 0), (1, 0, 1), (0, 1, 0)])
+def test_enriched_bytes_from_parts_equal_encoding_the_record(present):
+    """The hot path concatenates cached parts; it must produce the codec's exact bytes."""
+    t = track(1, "al1", "a1")
+    al = album("al1", "First") if present[0] else None
+    ar = artist("a1", "Ann") if present[1] else None
+    f = features("track1") if present[2] else None
+    parts = [
+        PARTS.header,
+        PARTS.encode("track", t),
+        PARTS.encode("album", {o: al.get(s) for o, s in ALBUM_FIELDS.items()})
+        if al
+        else PARTS.encode("album", {}),
+        PARTS.encode("artist", {o: ar.get(s) for o, s in ARTIST_FIELDS.items()})
+        if ar
+        else PARTS.encode("artist", {}),
+        PARTS.encode("features", features_part(f) if f else {}),
+        PARTS.encode("status", {"complete": all(present), "missing": missing_parts(t, al, ar, f)}),
+    ]
+    encoded = codec_for("Track").encode(t)
+    assert body_if_current("Track", encoded) == parts[1]
+    assert b"".join(parts) == codec_for("EnrichedTrack").encode(enrich(t, al, ar, f))
