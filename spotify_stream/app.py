@@ -1,10 +1,10 @@
 """The Faust application: tables, agents and web views wired together.
 
 ``faust -A spotify_stream.app worker`` and ``spotify-stream worker`` run the
-same app with the settings of ``settings.py``. Agents take events in batches
-(``take_events``) and hand them to the modules of ``agents/``; every batch
-ends at a commit point, so Faust acknowledges nothing whose results are not
-yet in Kafka (at-least-once, which the embedded broker requires).
+same app with the settings of ``settings.py``. Agents take events in batches and
+hand them to the modules of ``agents/`` (``Pipeline.run_agent``); Faust
+acknowledges nothing whose results are not yet in Kafka (at-least-once, which
+the embedded broker requires).
 """
 
 from __future__ import annotations
@@ -114,40 +114,39 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
     def source(*names: str) -> faust.TopicT:
         return app.topic(*names, schema=RAW)
 
-    def batches(stream: faust.StreamT) -> Any:
-        return stream.take_events(settings.worker_batch, within=0.05)
-
     @app.agent(
         source(topics.TRACKS.name, topics.AUDIO_FEATURES.name, pipeline.internal(topics.JOIN_RETRY))
     )
     async def enrich(stream: faust.StreamT) -> None:
-        async for events in batches(stream):
-            await enricher.handle(events)
+        await pipeline.run_agent(stream, enricher.handle)
 
     @app.agent(source(*(t.name for t in KINDS.values())))
     async def check_dimensions(stream: faust.StreamT) -> None:
         """The group member owning a dimension partition dead-letters its bad messages
         (every worker's broadcast reader skips them)."""
-        async for events in batches(stream):
+
+        async def check(events: list) -> None:
             for event in events:
                 kind = "artist" if event.message.topic == topics.ARTISTS.name else "album"
                 pipeline.records(event, KINDS[kind].record, f"{kind}_id")
-            await pipeline.commit_point()
+
+        await pipeline.run_agent(stream, check)
 
     @app.agent(source(topics.PLAYS.name))
     async def plays(stream: faust.StreamT) -> None:
-        async for events in batches(stream):
-            await popularity.repartition_plays(pipeline, events)
+        await pipeline.run_agent(
+            stream, lambda events: popularity.repartition_plays(pipeline, events)
+        )
 
     @app.agent(source(pipeline.internal(topics.PLAYS_BY_TRACK)))
     async def attribute(stream: faust.StreamT) -> None:
-        async for events in batches(stream):
-            await popularity.attribute_plays(pipeline, enriched, events)
+        await pipeline.run_agent(
+            stream, lambda events: popularity.attribute_plays(pipeline, enriched, events)
+        )
 
     @app.agent(source(pipeline.internal(topics.CONTRIBUTIONS)))
     async def popularity_windows(stream: faust.StreamT) -> None:
-        async for events in batches(stream):
-            await windows.handle(events)
+        await pipeline.run_agent(stream, windows.handle)
 
     @app.timer(max(0.5, min(settings.join_max_wait / 4, 5.0)))
     async def expire_joins() -> None:

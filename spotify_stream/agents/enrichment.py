@@ -166,7 +166,6 @@ class Enricher:
             else:
                 for features in pipeline.records(event, "AudioFeatures", "track_id"):
                     await self.on_features(partition, features)
-        await pipeline.commit_point()
 
     async def on_track(self, partition: int, track: Record, encoded: bytes) -> None:
         track_id = track["track_id"]

@@ -1,19 +1,23 @@
 """What every agent of a worker shares: settings, the batch sender, stats, decoding.
 
 One producer per worker sends outputs, changelogs, repartitions and dead
-letters in per-partition batches. An agent hands a batch of events in, sends
-what it produces and calls ``commit_point``; Faust acknowledges the events
-only after that returns, so nothing is acknowledged before its results are
-durable in Kafka (at-least-once).
+letters in per-partition batches. ``run_agent`` takes events from a Faust
+stream a batch at a time without acknowledging them, hands them to the agent's
+handler, and acknowledges them only once everything the handler sent is
+acknowledged by Kafka (at-least-once). The next batch is processed while the
+previous one is in flight: waiting for each round trip left the event loop
+idle most of the time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from faust.types import EventT
+from faust.types import EventT, StreamT
 
 from spotify_stream import topics
 from spotify_stream.ingest.catalog import dead_letter
@@ -68,13 +72,36 @@ class Pipeline:
         assert self.sender is not None
         await self.sender.send(topic, key, value)
 
-    async def commit_point(self) -> None:
-        """Wait until everything sent so far (and queued dead letters) is acknowledged."""
+    async def ship(self) -> None:
+        """Hand everything sent so far, and queued dead letters, to Kafka."""
         assert self.sender is not None
         queued, self._queued_dead_letters = self._queued_dead_letters, []
         for key, record in queued:
             await self.sender.send(topics.DEADLETTER.name, key, self._deadletter.encode(record))
+        await self.sender.ship_open_batches()
+
+    async def commit_point(self) -> None:
+        """Wait until everything sent so far (and queued dead letters) is acknowledged."""
+        await self.ship()
         await self.sender.flush()
+
+    async def run_agent(
+        self, stream: StreamT, handle: Callable[[list[EventT]], Awaitable[None]]
+    ) -> None:
+        """Feed ``handle`` batches of events; acknowledge each batch once its output is durable."""
+        in_flight: list[asyncio.Task] = []
+
+        async def acknowledge(events: list[EventT]) -> None:
+            await self.sender.flush()
+            for event in events:
+                await stream.ack(event)
+
+        async for events in stream.noack_take(self.settings.worker_batch, within=0.01):
+            await handle(events)
+            await self.ship()
+            in_flight.append(asyncio.ensure_future(acknowledge(events)))
+            while len(in_flight) > 2 or (in_flight and in_flight[0].done()):
+                await in_flight.pop(0)
 
     def records(self, event: EventT, expected: str, key_field: str) -> list[Record]:
         """The valid records of one message; the others go to the dead-letter topic."""

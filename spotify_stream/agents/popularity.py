@@ -47,7 +47,6 @@ async def repartition_plays(pipeline: Pipeline, events: Iterable[EventT]) -> Non
     for event in events:
         for play in pipeline.records(event, "Play", "user_id"):
             await pipeline.send(target, play["track_id"].encode(), codec.encode(play))
-    await pipeline.commit_point()
 
 
 def contributions(play: dict[str, Any], track: dict[str, Any] | None) -> list[tuple[str, Any]]:
@@ -79,7 +78,6 @@ async def attribute_plays(
             value = [_millis(play["played_at"]), play["user_id"], play["skipped"]]
             for key, popularity in contributions(play, track):
                 await pipeline.send(target, key.encode(), json.dumps([*value, popularity]).encode())
-    await pipeline.commit_point()
 
 
 class PopularityWindows:
@@ -133,7 +131,6 @@ class PopularityWindows:
         for (partition, key), aggregate in touched.items():
             await self.panes.put(partition, key, aggregate.dumps())
         await self.close_windows()
-        await self.pipeline.commit_point()
 
     async def close_windows(self) -> None:
         watermark = self.latest - self.grace_ms
