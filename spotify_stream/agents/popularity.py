@@ -27,6 +27,7 @@ from spotify_stream import topics
 from spotify_stream.agents.pipeline import Pipeline
 from spotify_stream.ingest.reasons import Reason
 from spotify_stream.models import codec_for
+from spotify_stream.models.codec import millis
 from spotify_stream.tables import sketch
 from spotify_stream.tables.partitioned import PartitionedTable
 from spotify_stream.tables.windows import Aggregate, WindowSpec, pane_size
@@ -34,10 +35,6 @@ from spotify_stream.tables.windows import Aggregate, WindowSpec, pane_size
 log = logging.getLogger(__name__)
 
 _CLOSED_THROUGH = b"\x00closed_through"  # per-partition marker in the panes table
-
-
-def _millis(value: Any) -> int:
-    return value if isinstance(value, int) else int(value.timestamp() * 1000)
 
 
 async def repartition_plays(pipeline: Pipeline, events: Iterable[EventT]) -> None:
@@ -75,7 +72,7 @@ async def attribute_plays(
             track = track_codec.decode(raw) if raw else None
             if track is None:
                 pipeline.stats.events["plays_of_unknown_tracks"] += 1
-            value = [_millis(play["played_at"]), play["user_id"], play["skipped"]]
+            value = [millis(play["played_at"]), play["user_id"], play["skipped"]]
             for key, popularity in contributions(play, track):
                 await pipeline.send(target, key.encode(), json.dumps([*value, popularity]).encode())
 

@@ -119,3 +119,8 @@ def body_if_current(name: str, encoded: bytes) -> bytes | None:
 def encode_batch(bodies: list[bytes]) -> bytes:
     """Many encoded records of one partition as one ``Batch`` message (opt-in input form)."""
     return codec_for("Batch").encode({"records": bodies})
+
+
+def millis(value: Any) -> int:
+    """A timestamp-millis value as decoded (datetime) or as written (int), in ms."""
+    return value if isinstance(value, int) else int(value.timestamp() * 1000)

@@ -17,7 +17,7 @@ from typing import Any
 from rocksdict import Options, Rdict
 
 from spotify_stream import topics
-from spotify_stream.models.codec import DecodeError, codec_for, records_in
+from spotify_stream.models.codec import DecodeError, codec_for, millis, records_in
 
 #: Dimension kind -> its topic.
 KINDS = {"artist": topics.ARTISTS, "album": topics.ALBUMS}
@@ -55,7 +55,7 @@ class DimensionStore:
     def apply(self, kind: str, record: dict[str, Any]) -> bool:
         """Store ``record`` unless a newer version is there; True when stored."""
         key = f"{kind}:{record[f'{kind}_id']}".encode()
-        updated_at = _millis(record["updated_at"])
+        updated_at = millis(record["updated_at"])
         old = self._db.get(key)
         if old is not None and _VERSION.unpack_from(old)[0] > updated_at:
             self.stale += 1
@@ -89,7 +89,3 @@ class DimensionStore:
 
     def close(self) -> None:
         self._db.close()
-
-
-def _millis(value: Any) -> int:
-    return value if isinstance(value, int) else int(value.timestamp() * 1000)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from spotify_stream.models.codec import DecodeError, records_in
+from spotify_stream.models.codec import DecodeError, millis, records_in
 
 
 class Leaderboard:
@@ -29,7 +29,7 @@ class Leaderboard:
 
     def add(self, record: dict[str, Any]) -> None:
         slot = (record["entity_type"], record["window"])
-        end = _millis(record["window_end"])
+        end = millis(record["window_end"])
         latest_end, entries = self._latest.get(slot, (None, {}))
         if latest_end is None or end > latest_end:
             latest_end, entries = end, {}
@@ -42,7 +42,3 @@ class Leaderboard:
         _, entries = self._latest.get((entity_type, window), (None, {}))
         ranked = sorted(entries.values(), key=lambda r: (-r["plays"], r["entity_id"]))
         return ranked[:n]
-
-
-def _millis(value: Any) -> int:
-    return value if isinstance(value, int) else int(value.timestamp() * 1000)
