@@ -3,6 +3,7 @@ import subprocess
 
 import pytest
 
+from spotify_stream.embedded import free_port
 from tests.conftest import cli_command
 
 
@@ -17,7 +18,9 @@ def run(*args, cwd, env=None):
     )
 
 
-@pytest.mark.parametrize("command", ["broker", "generate", "produce", "simulate-plays", "demo"])
+@pytest.mark.parametrize(
+    "command", ["broker", "generate", "produce", "simulate-plays", "worker", "demo"]
+)
 def test_every_command_has_help(command, tmp_path):
     proc = run(command, "--help", cwd=tmp_path)
     assert proc.returncode == 0
@@ -39,6 +42,22 @@ def test_bad_arguments_are_one_line(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("error: invalid setting")
 
 
+def test_worker_without_a_broker_is_one_line(tmp_path):
+    port = free_port()
+    proc = run(
+        "worker",
+        cwd=tmp_path,
+        env={
+            "SPOTIFY_STREAM_BROKER": f"kafka://127.0.0.1:{port}",
+            "SPOTIFY_STREAM_CONNECT_TIMEOUT": "2",
+        },
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"error: cannot reach Kafka at 127.0.0.1:{port} (")
+    assert line.endswith("start one with `spotify-stream broker` or set SPOTIFY_STREAM_BROKER")
+
+
 def test_generate_writes_the_kaggle_files(tmp_path):
     proc = run("generate", "--out", "d", "--tracks", "50", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -53,9 +72,20 @@ def test_generate_writes_the_kaggle_files(tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs_to_its_summary(tmp_path):
-    proc = run("demo", "--tracks", "500", "--duration", "1", cwd=tmp_path)
+    port = free_port()
+    proc = run(
+        "demo",
+        "--tracks",
+        "500",
+        "--duration",
+        "1",
+        cwd=tmp_path,
+        env={"SPOTIFY_STREAM_WEB_PORT": str(port)},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "spotify.tracks         │      500" in proc.stdout
     assert "plays to spotify.plays" in proc.stdout
+    assert "enriched tracks emitted: 500 (0 incomplete" in proc.stdout
+    assert f"monitoring: http://127.0.0.1:{port}/pipeline/stats" in proc.stdout
     assert "demo finished" in proc.stdout

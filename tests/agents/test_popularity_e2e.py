@@ -97,6 +97,7 @@ def test_closed_windows_equal_hand_computed_values(fresh_settings, tmp_path):
             return [codec.decode(m.value) for m in messages]
 
         records = wait_for(lambda: len(r := emitted()) >= len(expected) and r, 30)
+
         def latest_artist_window() -> dict:
             top = worker.get("/popularity/top?entity=artist&window=1h&n=5")["top"]
             return top and top[0]["window_end"] == (T0 + dt.timedelta(hours=2)).isoformat() and top
