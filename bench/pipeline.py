@@ -3,8 +3,9 @@
 For each input form (one record per message; the opt-in Batch form), on a
 fresh embedded broker:
 
-1. produce artists, albums and audio features; run a worker until it has
-   stored every feature; stop it;
+1. produce artists, albums and audio features (cleaned from the generated
+   files, as `produce` does); run a worker until it has stored every
+   feature; stop it;
 2. produce the tracks (so they wait in Kafka);
 3. raw limit: an aiokafka consumer reads the tracks topic and decodes every
    record with fastavro (the codec the agents use), nothing else;
@@ -29,9 +30,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from spotify_stream import topics
 from spotify_stream.embedded import EmbeddedBroker
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
+from spotify_stream.ingest.catalog import CatalogReader
 from spotify_stream.ingest.generator import generate
-from spotify_stream.ingest.producer import produce
-from spotify_stream.ingest.sources import TRACKS_FILE
+from spotify_stream.ingest.sources import fetch_sources
+from spotify_stream.kafka import PartitionedSender, RecordBatcher, ensure_topics, start_producer
+from spotify_stream.models import codec_for
 from spotify_stream.models.codec import records_in
 from spotify_stream.settings import Settings
 
@@ -68,17 +71,37 @@ def wait_records(worker: WorkerProcess, topic: str, count: int) -> dict:
     return entry
 
 
-def split_catalog(data: Path, dims: Path, tracks: Path) -> None:
-    """Two sources: everything but the tracks file, and only the tracks file."""
-    for target in (dims, tracks):
-        target.mkdir()
-    for path in data.iterdir():
-        (tracks if path.name == TRACKS_FILE else dims).joinpath(path.name).symlink_to(path)
+async def send_catalog(settings: Settings, data: Path) -> list[tuple[str, bytes, bytes]]:
+    """Send everything but the tracks; return the tracks, encoded, for later."""
+    files = await fetch_sources(str(data), settings.data_dir / "sources", None)
+    reader = CatalogReader(
+        files,
+        max_field_chars=settings.csv_max_field_chars,
+        max_raw_bytes=settings.deadletter_max_raw_bytes,
+    )
+    messages = [
+        (topic.name, key.encode(), codec_for(topic.record).encode(record))
+        for topic, key, record in reader.records()
+    ]
+    await send(settings, [m for m in messages if m[0] != topics.TRACKS.name])
+    return [m for m in messages if m[0] == topics.TRACKS.name]
+
+
+async def send(settings: Settings, messages: list[tuple[str, bytes, bytes]]) -> None:
+    partitions = await ensure_topics(settings, [t.name for t in topics.ALL])
+    producer = await start_producer(settings)
+    try:
+        batcher = RecordBatcher(
+            PartitionedSender(producer, partitions), settings.input_batch_records
+        )
+        for topic, key, value in messages:
+            await batcher.send(topic, key, value, topic != topics.DEADLETTER.name)
+        await batcher.flush()
+    finally:
+        await producer.stop()
 
 
 def run(data: Path, tracks: int, per_message: int, workdir: Path) -> tuple[float, float]:
-    dims, track_only = workdir / "dims", workdir / "tracks"
-    split_catalog(data, dims, track_only)
     with EmbeddedBroker() as broker:
         settings = Settings(
             broker=f"kafka://{broker.bootstrap}",
@@ -87,10 +110,11 @@ def run(data: Path, tracks: int, per_message: int, workdir: Path) -> tuple[float
             input_batch_records=per_message,
             _env_file=None,
         )
-        asyncio.run(produce(settings, str(dims)))
+        track_messages = asyncio.run(send_catalog(settings, data))
+        assert len(track_messages) == tracks
         with WorkerProcess(settings, workdir, loglevel="warn") as worker:
             wait_records(worker, topics.AUDIO_FEATURES.name, tracks)
-        asyncio.run(produce(settings, str(track_only)))
+        asyncio.run(send(settings, track_messages))
         raw = asyncio.run(raw_limit(settings, tracks))
         # Same state directory: the features table is there (and replayed from its changelog).
         with WorkerProcess(settings, workdir, loglevel="warn") as worker:
