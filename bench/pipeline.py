@@ -67,7 +67,10 @@ def wait_records(worker: WorkerProcess, topic: str, count: int) -> dict:
         lambda: (e := worker.topic_stats(topic)).get("records_in", 0) >= count and e, 600
     )
     if not entry:
-        raise SystemExit(f"the worker did not consume {count} records of {topic}; see {worker.log}")
+        raise SystemExit(
+            f"the worker did not consume {count} records of {topic}; its log ends:\n"
+            + worker.tail(40)
+        )
     return entry
 
 

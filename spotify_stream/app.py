@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from mode import CrashingSupervisor
 
 from spotify_stream import topics
 from spotify_stream.agents import popularity
@@ -114,13 +115,18 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
     def source(*names: str) -> faust.TopicT:
         return app.topic(*names, schema=RAW)
 
-    @app.agent(
+    def agent(channel: faust.TopicT) -> Any:
+        # An agent that fails takes the worker down (to be restarted, and to replay
+        # its unacknowledged messages) instead of restarting alone with them stuck.
+        return app.agent(channel, supervisor_strategy=CrashingSupervisor)
+
+    @agent(
         source(topics.TRACKS.name, topics.AUDIO_FEATURES.name, pipeline.internal(topics.JOIN_RETRY))
     )
     async def enrich(stream: faust.StreamT) -> None:
         await pipeline.run_agent(stream, enricher.handle)
 
-    @app.agent(source(*(t.name for t in KINDS.values())))
+    @agent(source(*(t.name for t in KINDS.values())))
     async def check_dimensions(stream: faust.StreamT) -> None:
         """The group member owning a dimension partition dead-letters its bad messages
         (every worker's broadcast reader skips them)."""
@@ -132,19 +138,19 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
 
         await pipeline.run_agent(stream, check)
 
-    @app.agent(source(topics.PLAYS.name))
+    @agent(source(topics.PLAYS.name))
     async def plays(stream: faust.StreamT) -> None:
         await pipeline.run_agent(
             stream, lambda events: popularity.repartition_plays(pipeline, events)
         )
 
-    @app.agent(source(pipeline.internal(topics.PLAYS_BY_TRACK)))
+    @agent(source(pipeline.internal(topics.PLAYS_BY_TRACK)))
     async def attribute(stream: faust.StreamT) -> None:
         await pipeline.run_agent(
             stream, lambda events: popularity.attribute_plays(pipeline, enriched, events)
         )
 
-    @app.agent(source(pipeline.internal(topics.CONTRIBUTIONS)))
+    @agent(source(pipeline.internal(topics.CONTRIBUTIONS)))
     async def popularity_windows(stream: faust.StreamT) -> None:
         await pipeline.run_agent(stream, windows.handle)
 

@@ -97,10 +97,6 @@ def missing_parts(
     return missing
 
 
-def track_of(enriched: Record) -> Record:
-    return {name: enriched[name] for name in TRACK_FIELDS}
-
-
 def features_part(features: Record) -> Record:
     """The "features" part of an enriched track, from an AudioFeatures record."""
     part = {name: features.get(name) for name in FEATURE_FIELDS}
@@ -173,7 +169,7 @@ class Enricher:
         current = self.enriched.get(partition, key)
         pending = self.pending.get(partition, key) if track_id in self.waiting else None
         if current is not None:
-            stored = self._enriched.decode(current)["updated_at"]
+            stored = self._stored_track(current)["updated_at"]
         elif pending is not None:
             stored = self._track.decode(pending[_SINCE.size :])["updated_at"]
         else:
@@ -210,8 +206,7 @@ class Enricher:
             track = self._track.decode(encoded)
             await self._join(partition, key, track, encoded, current, pending, expire)
         elif current is not None:
-            track = track_of(self._enriched.decode(current))
-            await self._join(partition, key, track, None, current)
+            await self._join(partition, key, self._stored_track(current), None, current)
 
     async def _join(
         self,
@@ -259,6 +254,10 @@ class Enricher:
         if pending is not None:
             await self.pending.put(partition, key, None)
             self.waiting.pop(track["track_id"], None)
+
+    def _stored_track(self, enriched: bytes) -> Record:
+        """The track fields of an emitted record: its first part, decoded alone."""
+        return self._parts.decode("track", enriched[len(self._parts.header) :])
 
     def _part(self, kind: str, record: Record) -> bytes:
         slot = (kind, record[f"{kind}_id"])

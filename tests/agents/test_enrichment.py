@@ -11,7 +11,6 @@ from spotify_stream.agents.enrichment import (
     enrich,
     features_part,
     missing_parts,
-    track_of,
 )
 from spotify_stream.models import codec_for
 from spotify_stream.models.codec import body_if_current
@@ -37,7 +36,7 @@ def test_enriched_record_takes_each_part_from_its_dimension():
     assert (record["album_name"], record["album_popularity"]) == ("First", 40)
     assert (record["artist_name"], record["genres"]) == ("Ann", ["indie", "pop"])
     assert (record["tempo"], record["features_updated_at"]) == (120.0, f["updated_at"])
-    assert track_of(record) == t
+    assert {k: record[k] for k in t} == t
     bare = enrich(t, None, None, None)
     assert not bare["complete"] and bare["missing"] == ["album", "artist", "features"]
     assert bare["genres"] == [] and bare["album_name"] is None
@@ -65,3 +64,9 @@ def test_enriched_bytes_from_parts_equal_encoding_the_record(present):
     encoded = codec_for("Track").encode(t)
     assert body_if_current("Track", encoded) == parts[1]
     assert b"".join(parts) == codec_for("EnrichedTrack").encode(enrich(t, al, ar, f))
+
+
+def test_the_track_part_decodes_alone_from_an_enriched_record():
+    t = track(1, "al1", "a1")
+    encoded = codec_for("EnrichedTrack").encode(enrich(t, album("al1", "A"), None, None))
+    assert PARTS.decode("track", encoded[len(PARTS.header) :]) == t
