@@ -72,7 +72,8 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
     pipeline = app.pipeline = Pipeline(settings)
 
     def table(name: str) -> Any:
-        changelog = app.topic(topics.changelog(settings.app_id, name), schema=RAW)
+        # acks=False as Faust's own changelogs: no stream consumes them, so none is awaited.
+        changelog = app.topic(topics.changelog(settings.app_id, name), schema=RAW, acks=False)
         faust_table = app.Table(
             name, schema=RAW, partitions=settings.partitions, changelog_topic=changelog
         )

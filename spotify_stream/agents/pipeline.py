@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from faust.types import TP, EventT, StreamT
+from faust.types import EventT, StreamT
 
 from spotify_stream import topics
 from spotify_stream.ingest.catalog import dead_letter
@@ -32,44 +32,6 @@ from spotify_stream.tables.partitioned import PartitionedTable
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
-
-
-class OffsetGuard:
-    """Finds offsets the consumer skipped, so they can be fetched again.
-
-    Faust drops records it fetched for a partition that was paused at the time
-    (around table recovery) without seeking back: on the embedded broker one
-    message in 205 went missing in a 100,000-track run, and the commit of that
-    partition then stuck before it. A gap in a partition's offsets means a
-    seek back to its start; messages that come round again and were processed
-    already are acknowledged and skipped, the missing ones processed.
-    """
-
-    def __init__(self) -> None:
-        self._next: dict[TP, int] = {}
-        self._wanted: dict[TP, set[int]] = {}
-
-    def admit(
-        self, events: list[EventT]
-    ) -> tuple[list[EventT], list[EventT], dict[TP, tuple[int, int]]]:
-        """(events to process, repeats to acknowledge only, tp -> first and last skipped)."""
-        fresh, repeats, gaps = [], [], {}
-        for event in events:
-            tp, offset = event.message.tp, event.message.offset
-            expected = self._next.get(tp, offset)
-            if offset >= expected:
-                if offset > expected:
-                    self._wanted.setdefault(tp, set()).update(range(expected, offset))
-                    first, last = gaps.get(tp, (expected, offset - 1))
-                    gaps[tp] = (min(first, expected), max(last, offset - 1))
-                self._next[tp] = offset + 1
-                fresh.append(event)
-            elif offset in self._wanted.get(tp, ()):
-                self._wanted[tp].discard(offset)
-                fresh.append(event)
-            else:
-                repeats.append(event)
-        return fresh, repeats, gaps
 
 
 class Pipeline:
@@ -128,26 +90,13 @@ class Pipeline:
     ) -> None:
         """Feed ``handle`` batches of events; acknowledge each batch once its output is durable."""
         in_flight: list[asyncio.Task] = []
-        guard = OffsetGuard()
 
         async def acknowledge(events: list[EventT]) -> None:
             await self.sender.flush()
             for event in events:
                 await stream.ack(event)
 
-        async for taken in stream.noack_take(self.settings.worker_batch, within=0.01):
-            events, repeats, gaps = guard.admit(taken)
-            for event in repeats:  # fetched again after a seek back, processed already
-                await stream.ack(event)
-            for tp, (first, last) in gaps.items():
-                self.stats.events["offsets_refetched"] += last - first + 1
-                log.warning(
-                    "%s: offsets %d..%d were skipped by the consumer; fetching them again",
-                    tp,
-                    first,
-                    last,
-                )
-                await stream.app.consumer.seek(tp, first)
+        async for events in stream.noack_take(self.settings.worker_batch, within=0.01):
             await handle(events)
             await self.ship()
             in_flight.append(asyncio.ensure_future(acknowledge(events)))
