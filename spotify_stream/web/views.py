@@ -24,7 +24,7 @@ from spotify_stream.agents.enrichment import Enricher
 from spotify_stream.agents.pipeline import Pipeline
 from spotify_stream.kafka import partition_for
 from spotify_stream.models import codec_for
-from spotify_stream.tables.dimensions import DimensionStore
+from spotify_stream.tables.dimensions import KINDS, DimensionStore
 from spotify_stream.tables.leaderboard import Leaderboard
 from spotify_stream.tables.partitioned import PartitionedTable
 
@@ -160,19 +160,18 @@ def register(
     async def metrics(web: Web, request: Request) -> Response:
         return web.bytes(generate_latest(registry), content_type="text/plain; version=0.0.4")
 
-    @app.page("/artists/{artist_id}")
-    async def artist(web: Web, request: Request, artist_id: str) -> Response:
-        record = dimensions.get("artist", artist_id)
-        if record is None:
-            return error(web, 404, f"no artist {artist_id}")
-        return web.json(jsonable(record))
+    def dimension_view(kind: str) -> None:
+        async def lookup(web: Web, request: Request, id_: str) -> Response:
+            record = dimensions.get(kind, id_)
+            if record is None:
+                return error(web, 404, f"no {kind} {id_}")
+            return web.json(jsonable(record))
 
-    @app.page("/albums/{album_id}")
-    async def album(web: Web, request: Request, album_id: str) -> Response:
-        record = dimensions.get("album", album_id)
-        if record is None:
-            return error(web, 404, f"no album {album_id}")
-        return web.json(jsonable(record))
+        lookup.__name__ = f"{kind}_lookup"  # Faust names the view after it
+        app.page(f"/{kind}s/{{id_}}")(lookup)
+
+    for kind in KINDS:
+        dimension_view(kind)
 
     enriched = tables["enriched"]
 

@@ -133,6 +133,7 @@ def test_popularity_top_rejects_bad_parameters(fresh_settings, tmp_path):
         assert worker.get_status("/popularity/top?n=0")[0] == 400
         status, body = worker.get_status("/artists/nobody")
         assert status == 404 and body == {"error": "no artist nobody"}
+        assert worker.get_status("/albums/none") == (404, {"error": "no album none"})
         metrics = worker.get("/metrics")
     assert "spotify_stream_uptime_seconds" in metrics
     assert "spotify_stream_pending_joins 0.0" in metrics
