@@ -18,7 +18,6 @@ from spotify_stream import topics
 from spotify_stream.agents import popularity
 from spotify_stream.agents.enrichment import Enricher
 from spotify_stream.agents.pipeline import Pipeline
-from spotify_stream.kafka import commit_start_offsets
 from spotify_stream.settings import Settings, get_settings
 from spotify_stream.tables.broadcast import BroadcastReader
 from spotify_stream.tables.dimensions import KINDS, DimensionStore
@@ -39,9 +38,6 @@ class SpotifyStreamApp(faust.App):
     async def on_first_start(self) -> None:
         await super().on_first_start()
         await self.pipeline.start(topics.worker_topics(self.conf.id))
-        await commit_start_offsets(
-            self.pipeline.settings, self.conf.id, topics.source_topics(self.conf.id)
-        )
 
     async def on_start(self) -> None:
         await super().on_start()

@@ -128,39 +128,6 @@ async def ensure_topics(settings: Settings, names: Iterable[str]) -> dict[str, i
     return counts
 
 
-async def commit_start_offsets(settings: Settings, group: str, names: Iterable[str]) -> int:
-    """Give every partition of ``names`` without a committed offset for ``group`` its
-    first offset; returns how many were set.
-
-    Faust skips records fetched for a partition while it is paused for table
-    recovery, and seeks back only to a *committed* offset: on a partition the
-    group never committed, the skipped records were lost (seen in benchmark
-    runs). Best effort: a group that is already active refuses the commit, and
-    then its partitions have committed offsets anyway.
-    """
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=group, enable_auto_commit=False)
-    await _start(consumer, settings)
-    try:
-        await consumer._client.force_metadata_update()
-        partitions = [
-            TopicPartition(name, p)
-            for name in names
-            for p in sorted(consumer.partitions_for_topic(name) or ())
-        ]
-        consumer.assign(partitions)
-        missing = [tp for tp in partitions if await consumer.committed(tp) is None]
-        if not missing:
-            return 0
-        first = await consumer.beginning_offsets(missing)
-        await consumer.commit({tp: first[tp] for tp in missing})
-        return len(missing)
-    except KafkaError as exc:
-        log.debug("start offsets not committed for %s: %s", group, exc)
-        return 0
-    finally:
-        await consumer.stop()
-
-
 async def read_topic(settings: Settings, topic: str) -> AsyncIterator[ConsumerRecord]:
     """Every message of ``topic``, all partitions, from the beginning at least up to
     the end offsets at the time of the call; outside any consumer group.

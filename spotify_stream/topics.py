@@ -53,11 +53,3 @@ def worker_topics(app_id: str) -> list[str]:
         *(internal(app_id, n) for n in (JOIN_RETRY, PLAYS_BY_TRACK, CONTRIBUTIONS)),
         *(changelog(app_id, t) for t in TABLES if t != "enriched"),
     ]
-
-
-def source_topics(app_id: str) -> list[str]:
-    """The topics the worker's agents consume in the consumer group."""
-    return [
-        *(t.name for t in (TRACKS, AUDIO_FEATURES, ARTISTS, ALBUMS, PLAYS)),
-        *(internal(app_id, n) for n in (JOIN_RETRY, PLAYS_BY_TRACK, CONTRIBUTIONS)),
-    ]

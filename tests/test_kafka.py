@@ -63,12 +63,3 @@ async def test_unreachable_broker_is_named_as_such_in_every_mode(fresh_settings)
         )
         with pytest.raises(BrokerUnavailable, match="cannot reach Kafka"):
             await start_producer(settings)
-
-
-async def test_start_offsets_are_committed_once_for_a_new_group(fresh_settings):
-    from spotify_stream.kafka import commit_start_offsets, ensure_topics
-
-    await ensure_topics(fresh_settings, ["starts"])
-    assert await commit_start_offsets(fresh_settings, "g1", ["starts"]) == fresh_settings.partitions
-    assert await commit_start_offsets(fresh_settings, "g1", ["starts"]) == 0
-    assert await commit_start_offsets(fresh_settings, "g2", ["starts"]) == fresh_settings.partitions
