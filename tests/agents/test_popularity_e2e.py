@@ -69,7 +69,10 @@ def expected_windows(watermark: int) -> dict[tuple, dict]:
 
 
 def test_closed_windows_equal_hand_computed_values(fresh_settings, tmp_path):
-    settings = fresh_settings.model_copy(update={"window_grace": 60})
+    # The watermark is per worker: contributions of one play reach it through
+    # different partitions in any order. A grace longer than the plays' spread
+    # (an hour) keeps every window open until the flush play.
+    settings = fresh_settings.model_copy(update={"window_grace": 7200})
     catalog = [
         (topics.ARTISTS, artist("a1", "Ann")),
         (topics.ALBUMS, album("al1", "First")),
@@ -88,7 +91,7 @@ def test_closed_windows_equal_hand_computed_values(fresh_settings, tmp_path):
 
         assert wait_for(lambda: contributed() == 5 * len(PLAYS), 30)
         asyncio.run(send_records(settings, [(topics.PLAYS, play(*FLUSH))]))
-        watermark = B + FLUSH[2] * 60_000 - 60_000
+        watermark = B + FLUSH[2] * 60_000 - 7_200_000
         expected = expected_windows(watermark)
         codec = codec_for("Popularity")
 
