@@ -22,6 +22,7 @@ from spotify_stream.settings import Settings, get_settings
 from spotify_stream.tables.broadcast import BroadcastReader
 from spotify_stream.tables.dimensions import KINDS, DimensionStore
 from spotify_stream.tables.leaderboard import Leaderboard
+from spotify_stream.tables.recovery import TableManager
 from spotify_stream.tables.windows import window_specs
 
 RAW = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -68,6 +69,7 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
         web_host=settings.web_host,
         web_port=settings.web_port,
         autodiscover=False,
+        TableManager=TableManager,
     )
     pipeline = app.pipeline = Pipeline(settings)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -152,6 +153,61 @@ async def read_topic(settings: Settings, topic: str) -> AsyncIterator[ConsumerRe
                     yield message
                 if await consumer.position(tp) >= end[tp]:
                     remaining.discard(tp)
+    except KafkaError as exc:
+        raise _unreachable(settings, exc) from None
+    finally:
+        await consumer.stop()
+
+
+async def record_end_offsets(
+    settings: Settings, ends: dict[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    """The end offsets ``ends`` (as the broker reported them) moved past every record.
+
+    The embedded broker reports a partition's end as its last batch's base offset
+    + 1, so whoever reads "up to the end" misses the rest of that batch: Faust's
+    table recovery did, and restored stale state. Reading the batch at end - 1
+    gives the true end (the position after it). On Kafka the two agree.
+    """
+    probe = {tp: end for tp, end in ends.items() if end > 0}
+    result = dict(ends)
+    if not probe:
+        return result
+    consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=None, enable_auto_commit=False)
+    await _start(consumer, settings)
+    try:
+        consumer.assign(list(probe))
+        for tp, end in probe.items():
+            consumer.seek(tp, end - 1)
+        deadline = time.monotonic() + settings.connect_timeout
+        while probe and time.monotonic() < deadline:
+            # A partition whose last offset holds no record (a transaction marker)
+            # answers nothing and keeps its reported end.
+            for tp in await consumer.getmany(*probe, timeout_ms=200):
+                result[tp] = max(probe.pop(tp), await consumer.position(tp))
+    except KafkaError as exc:
+        raise _unreachable(settings, exc) from None
+    finally:
+        await consumer.stop()
+    return result
+
+
+async def start_offsets(
+    settings: Settings, group_id: str, partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """Where ``group_id`` resumes each partition: its committed offset, else the log start."""
+    partitions = list(partitions)
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(settings), group_id=group_id, enable_auto_commit=False
+    )
+    await _start(consumer, settings)
+    try:
+        start = await consumer.beginning_offsets(partitions)
+        for tp in partitions:
+            committed = await consumer.committed(tp)
+            if committed is not None:
+                start[tp] = max(start[tp], committed)
+        return start
     except KafkaError as exc:
         raise _unreachable(settings, exc) from None
     finally:

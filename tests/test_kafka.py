@@ -1,9 +1,17 @@
 """Kafka helpers on the real embedded broker."""
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from spotify_stream.errors import BrokerUnavailable
-from spotify_stream.kafka import ensure_topics, read_topic, start_producer
+from spotify_stream.kafka import (
+    client_kwargs,
+    ensure_topics,
+    read_topic,
+    record_end_offsets,
+    start_offsets,
+    start_producer,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +35,51 @@ async def test_read_topic_reads_every_batch_to_the_end(fresh_settings):
     for partition in {m.partition for m in messages}:
         offsets = [m.offset for m in messages if m.partition == partition]
         assert offsets == list(range(len(offsets)))
+
+
+async def produce_counted(settings, topic: str, counts: dict[int, int]) -> None:
+    """``counts[p]`` records to partition p, many to a batch."""
+    await ensure_topics(settings, [topic])
+    producer = await start_producer(settings)
+    try:
+        for partition, count in counts.items():
+            for i in range(count):
+                await producer.send(topic, b"v%d" % i, key=b"k", partition=partition)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def test_record_end_offsets_count_every_record(fresh_settings):
+    # What Faust's table recovery reads up to. The embedded broker's own end offset
+    # stops at the last batch's first record (Faust restored stale tables by it).
+    counts = {0: 500, 1: 1, 2: 0, 3: 37}
+    await produce_counted(fresh_settings, "t.ends", counts)
+    consumer = AIOKafkaConsumer(**client_kwargs(fresh_settings), group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition("t.ends", p) for p in counts]
+        reported = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    ends = await record_end_offsets(fresh_settings, reported)
+    assert {tp.partition: end for tp, end in ends.items()} == counts
+
+
+async def test_start_offsets_are_committed_or_log_start(fresh_settings):
+    await produce_counted(fresh_settings, "t.starts", {0: 10, 1: 10, 2: 10, 3: 0})
+    tps = [TopicPartition("t.starts", p) for p in range(4)]
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(fresh_settings), group_id="g", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.commit({tps[0]: 7, tps[1]: 0})
+    finally:
+        await consumer.stop()
+    starts = await start_offsets(fresh_settings, "g", tps)
+    assert {tp.partition: offset for tp, offset in starts.items()} == {0: 7, 1: 0, 2: 0, 3: 0}
 
 
 async def test_existing_topic_keeps_its_partition_count(fresh_settings, caplog):

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import faust
 from faust.web import Request, Response, Web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -27,6 +26,9 @@ from spotify_stream.models import codec_for
 from spotify_stream.tables.dimensions import KINDS, DimensionStore
 from spotify_stream.tables.leaderboard import Leaderboard
 from spotify_stream.tables.partitioned import PartitionedTable
+
+if TYPE_CHECKING:
+    from spotify_stream.app import SpotifyStreamApp
 
 ENTITY_TYPES = ("track", "artist", "album", "genre")
 MAX_TOP = 1000
@@ -49,7 +51,7 @@ def error(web: Web, status: int, message: str) -> Response:
 
 
 def register(
-    app: faust.App,
+    app: SpotifyStreamApp,
     *,
     pipeline: Pipeline,
     dimensions: DimensionStore,
@@ -60,7 +62,8 @@ def register(
     enriched_codec = codec_for("EnrichedTrack")
 
     def active() -> set[int]:
-        return {tp.partition for tp in app.assignor.assigned_actives()}
+        # Of the input topics (co-partitioned); not of Faust's own, such as its leader topic.
+        return app.active_partitions(topics.TRACKS.name)
 
     def snapshot() -> dict[str, Any]:
         stats = pipeline.stats

@@ -32,12 +32,17 @@ def assert_equals_reference(got: dict[str, list[dict]], expected: dict[str, dict
     return repeats
 
 
-def produce_in_background(settings, source) -> threading.Thread:
+def produce_in_background(settings, source, rate: int = 2500) -> threading.Thread:
     thread = threading.Thread(
-        target=lambda: asyncio.run(produce(settings, str(source), rate=2500)), daemon=True
+        target=lambda: asyncio.run(produce(settings, str(source), rate=rate)), daemon=True
     )
     thread.start()
     return thread
+
+
+def split(a: WorkerProcess, b: WorkerProcess) -> bool:
+    parts = [set(w.get("/pipeline/stats")["partitions"]) for w in (a, b)]
+    return all(parts) and not parts[0] & parts[1] and parts[0] | parts[1] == {0, 1, 2, 3}
 
 
 def test_a_killed_worker_is_replaced_without_loss_or_change(fresh_settings, generated, tmp_path):
@@ -66,12 +71,7 @@ def test_two_workers_split_partitions_and_match_one(fresh_settings, generated, t
     settings = fresh_settings.model_copy(update={"join_max_wait": 5})
     expected = reference_enriched(generated)
     with WorkerProcess(settings, tmp_path, "a") as a, WorkerProcess(settings, tmp_path, "b") as b:
-
-        def settled() -> bool:
-            parts = [set(w.get("/pipeline/stats")["partitions"]) for w in (a, b)]
-            return all(parts) and not parts[0] & parts[1] and parts[0] | parts[1] == {0, 1, 2, 3}
-
-        assert wait_for(settled, 60), "the group never split the partitions"
+        assert wait_for(lambda: split(a, b), 60), "the group never split the partitions"
         asyncio.run(produce(settings, str(generated)))
         got = wait_for(lambda: len(e := enriched_by_key(settings)) == GENERATED_TRACKS and e, 120)
         stats = [w.get("/pipeline/stats") for w in (a, b)]
@@ -82,3 +82,24 @@ def test_two_workers_split_partitions_and_match_one(fresh_settings, generated, t
     assert_equals_reference(got, expected)
     records = [s["topics"][topics.TRACKS.name]["records_in"] for s in stats]
     assert all(records) and sum(records) == GENERATED_TRACKS
+
+
+def test_a_worker_joining_mid_stream_loses_nothing(fresh_settings, generated, tmp_path):
+    # The rebalance clears the first worker's queues while partitions are half read,
+    # some of them never committed: each must be read again from where the group stood.
+    settings = fresh_settings.model_copy(update={"join_max_wait": 120})
+    expected = reference_enriched(generated)
+    producing = produce_in_background(settings, generated, rate=1000)
+    with WorkerProcess(settings, tmp_path, "a") as a:
+        assert wait_for(lambda: len(enriched_by_key(settings)) > 300, 60)
+        with WorkerProcess(settings, tmp_path, "b") as b:
+            assert wait_for(lambda: split(a, b), 60), "the group never split the partitions"
+            settled_at = len(enriched_by_key(settings))
+            producing.join(60)
+            got = wait_for(
+                lambda: len(e := enriched_by_key(settings)) == GENERATED_TRACKS and e, 120
+            )
+            stats = [w.get("/pipeline/stats") for w in (a, b)]
+    assert settled_at < GENERATED_TRACKS, "the second worker joined mid-run"
+    assert_equals_reference(got, expected)
+    assert [s["events"].get("offsets_skipped", 0) for s in stats] == [0, 0]
