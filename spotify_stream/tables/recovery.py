@@ -67,7 +67,7 @@ class Recovery(FaustRecovery):
 
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
         """As Faust's, with the stream partitions resumed last; and a failing
-        recovery callback fails the worker instead of being ignored."""
+        recovery callback raises out of recovery instead of being ignored."""
         app, consumer = self.app, self.app.consumer
         self.log.info("Restore complete!")
         await app.on_rebalance_complete.send()
