@@ -50,7 +50,7 @@ class Settings(BaseSettings):
         2000, ge=1, description="Most messages an agent takes from Kafka per processing step"
     )
     dimension_cache: int = Field(
-        200_000, ge=0, description="Decoded artists and albums kept in memory per worker"
+        200_000, ge=0, description="Decoded artists, and as many albums, kept in memory per worker"
     )
 
     producer_idempotence: Literal["auto", "on", "off"] = Field(

@@ -24,6 +24,7 @@ import struct
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
 from faust.types import EventT
 
@@ -83,10 +84,11 @@ def enrich(
     return record
 
 
-def missing_parts(
-    track: Record, album: Record | None, artist: Record | None, features: Record | None
-) -> list[str]:
-    """Referenced dimensions not yet known (a track without album_id misses no album)."""
+def missing_parts(track: Record, album: Any, artist: Any, features: Any) -> list[str]:
+    """Referenced dimensions not yet known (a track without album_id misses no album).
+
+    ``album``, ``artist``, ``features``: records or encoded parts; None while unknown.
+    """
     missing = []
     if track.get("album_id") and album is None:
         missing.append("album")
@@ -133,17 +135,19 @@ class Enricher:
         self.enriched = enriched  # track_id -> encoded EnrichedTrack, as emitted
         self.max_wait_ms = int(pipeline.settings.join_max_wait * 1000)
         self.retry_topic = pipeline.internal(topics.JOIN_RETRY)  # track_id -> dimension|expire
-        self.index: defaultdict[str, set[str]] = defaultdict(set)
+        #: kind -> dimension id -> the tracks of this worker that reference it
+        self.index: dict[str, defaultdict[str, set[str]]] = {
+            "album": defaultdict(set),
+            "artist": defaultdict(set),
+        }
         self.waiting: dict[str, int] = {}  # track_id -> first seen (ms), for the expiry timer
         self._track = codec_for("Track")
         self._enriched = codec_for("EnrichedTrack")
         self._stats = pipeline.stats.events
         self._parts = PARTS
-        self._null_album = PARTS.encode("album", {})
-        self._null_artist = PARTS.encode("artist", {})
-        self._null_features = PARTS.encode("features", {})
-        # (kind, id) -> (decoded record it was made from, encoded part)
-        self._part_cache: dict[tuple[str, str], tuple[Record, bytes]] = {}
+        self._null = {kind: PARTS.encode(kind, {}) for kind in ("album", "artist", "features")}
+        # kind -> id -> encoded part of the stored version (``on_dimensions`` refreshes it)
+        self._dimension_parts: dict[str, dict[str, bytes]] = {"album": {}, "artist": {}}
         self._status_cache: dict[tuple[str, ...], bytes] = {}
 
     async def handle(self, events: Iterable[EventT]) -> None:
@@ -157,17 +161,39 @@ class Enricher:
                     partition, message.key.decode(), expire=message.value == b"expire"
                 )
             elif message.topic == topics.TRACKS.name:
-                for track, encoded in pipeline.encoded_records(event, "Track", "track_id"):
-                    await self.on_track(partition, track, encoded)
+                await self.on_tracks(
+                    partition, pipeline.encoded_records(event, "Track", "track_id")
+                )
             else:
                 for features in pipeline.records(event, "AudioFeatures", "track_id"):
                     await self.on_features(partition, features)
 
-    async def on_track(self, partition: int, track: Record, encoded: bytes) -> None:
-        track_id = track["track_id"]
-        key = track_id.encode()
-        current = self.enriched.get(partition, key)
-        pending = self.pending.get(partition, key) if track_id in self.waiting else None
+    async def on_tracks(self, partition: int, tracks: list[tuple[Record, bytes]]) -> None:
+        """Join the tracks of one message; their state is read in two bulk lookups."""
+        keys = [track["track_id"].encode() for track, _ in tracks]
+        if len(set(keys)) < len(keys):  # a track twice: its second join must see the first
+            for (track, encoded), key in zip(tracks, keys, strict=True):
+                current = self.enriched.get(partition, key)
+                features = self.features.get(partition, key)
+                await self.on_track(partition, key, track, encoded, current, features)
+            return
+        currents = self.enriched.get_many(partition, keys)
+        features = self.features.get_many(partition, keys)
+        for (track, encoded), key, current, part in zip(
+            tracks, keys, currents, features, strict=True
+        ):
+            await self.on_track(partition, key, track, encoded, current, part)
+
+    async def on_track(
+        self,
+        partition: int,
+        key: bytes,
+        track: Record,
+        encoded: bytes,
+        current: bytes | None,
+        features: bytes | None,
+    ) -> None:
+        pending = self.pending.get(partition, key) if track["track_id"] in self.waiting else None
         if current is not None:
             stored = self._stored_track(current)["updated_at"]
         elif pending is not None:
@@ -177,7 +203,7 @@ class Enricher:
         if stored is not None and stored > track["updated_at"]:
             self._stats["stale_tracks"] += 1  # an older version arrived late: latest wins
             return
-        await self._join(partition, key, track, encoded, current, pending)
+        await self._join(partition, key, track, encoded, current, features, pending)
 
     async def on_features(self, partition: int, features: Record) -> None:
         key = features["track_id"].encode()
@@ -199,14 +225,16 @@ class Enricher:
         key = track_id.encode()
         pending = self.pending.get(partition, key)
         current = self.enriched.get(partition, key)
+        features = self.features.get(partition, key)
         if pending is not None:
             encoded = pending[_SINCE.size :]
             since = _SINCE.unpack_from(pending)[0]
             expire = expire and _now_ms() >= since + self.max_wait_ms
             track = self._track.decode(encoded)
-            await self._join(partition, key, track, encoded, current, pending, expire)
+            await self._join(partition, key, track, encoded, current, features, pending, expire)
         elif current is not None:
-            await self._join(partition, key, self._stored_track(current), None, current)
+            track = self._stored_track(current)
+            await self._join(partition, key, track, None, current, features)
 
     async def _join(
         self,
@@ -215,17 +243,17 @@ class Enricher:
         track: Record,
         encoded: bytes | None,
         current: bytes | None,
+        features: bytes | None,
         pending: bytes | None = None,
         expire: bool = False,
     ) -> None:
         """Emit the track joined with what is known, or keep it waiting.
 
-        ``encoded``: the track's single-object encoding, when there is one.
+        ``encoded``: the track's single-object encoding, when there is one;
+        ``current``, ``features``, ``pending``: the track's stored state.
         """
-        dims = self.dimensions
-        album = dims.get("album", track["album_id"]) if track.get("album_id") else None
-        artist = dims.get("artist", track["artist_id"]) if track.get("artist_id") else None
-        features = self.features.get(partition, key)
+        album = self._dimension_part("album", track.get("album_id"))
+        artist = self._dimension_part("artist", track.get("artist_id"))
         missing = missing_parts(track, album, artist, features)
         self._remember(track)
         if current is None and not expire and missing:
@@ -246,9 +274,9 @@ class Enricher:
             (
                 self._parts.header,
                 track_part or self._parts.encode("track", track),
-                self._part("album", album) if album else self._null_album,
-                self._part("artist", artist) if artist else self._null_artist,
-                features or self._null_features,
+                album or self._null["album"],
+                artist or self._null["artist"],
+                features or self._null["features"],
                 self._status(missing),
             )
         )
@@ -268,16 +296,25 @@ class Enricher:
         """The track fields of an emitted record: its first part, decoded alone."""
         return self._parts.decode("track", enriched[len(self._parts.header) :])
 
-    def _part(self, kind: str, record: Record) -> bytes:
-        slot = (kind, record[f"{kind}_id"])
-        cached = self._part_cache.get(slot)
-        if cached is not None and cached[0] is record:  # the store's cached version
-            return cached[1]
+    def _dimension_part(self, kind: str, id_: str | None) -> bytes | None:
+        """The encoded album or artist part of dimension ``id_``; None while it is unknown."""
+        if not id_:
+            return None
+        part = self._dimension_parts[kind].get(id_)
+        if part is None:
+            record = self.dimensions.get(kind, id_)
+            if record is None:
+                return None
+            part = self._encode_part(kind, record)
+        return part
+
+    def _encode_part(self, kind: str, record: Record) -> bytes:
         fields = ALBUM_FIELDS if kind == "album" else ARTIST_FIELDS
         part = self._parts.encode(kind, {out: record.get(src) for out, src in fields.items()})
-        if len(self._part_cache) >= max(1, self.pipeline.settings.dimension_cache):
-            self._part_cache.clear()
-        self._part_cache[slot] = (record, part)
+        cache = self._dimension_parts[kind]
+        if len(cache) >= max(1, self.pipeline.settings.dimension_cache):
+            cache.clear()
+        cache[record[f"{kind}_id"]] = part
         return part
 
     def _status(self, missing: list[str]) -> bytes:
@@ -291,16 +328,24 @@ class Enricher:
 
     def _remember(self, track: Record) -> None:
         track_id = track["track_id"]
-        if track.get("album_id"):
-            self.index[f"album:{track['album_id']}"].add(track_id)
-        if track.get("artist_id"):
-            self.index[f"artist:{track['artist_id']}"].add(track_id)
+        if album_id := track.get("album_id"):
+            self.index["album"][album_id].add(track_id)
+        if artist_id := track.get("artist_id"):
+            self.index["artist"][artist_id].add(track_id)
 
     async def on_dimensions(self, kind: str, ids: list[str]) -> None:
-        """New or changed artists/albums: retry the tracks of this worker that use them."""
-        sent = 0
+        """New or changed artists/albums: retry the tracks of this worker that use them.
+
+        Their parts are encoded first, once per version (and before any await, so no
+        join sees an outdated part), rather than by the first track that needs them.
+        """
         for id_ in ids:
-            for track_id in self.index.get(f"{kind}:{id_}", ()):
+            if (record := self.dimensions.get(kind, id_)) is not None:
+                self._encode_part(kind, record)
+        sent = 0
+        index = self.index[kind]
+        for id_ in ids:
+            for track_id in index.get(id_, ()):
                 await self.pipeline.send(self.retry_topic, track_id.encode(), b"dimension")
                 sent += 1
         if sent:
@@ -319,7 +364,8 @@ class Enricher:
 
     async def sweep(self, partitions: set[int]) -> None:
         """After recovery: rebuild the index and retry whatever the dimensions have moved past."""
-        self.index.clear()
+        for tracks in self.index.values():
+            tracks.clear()
         self.waiting.clear()
         retries = []
         for key, value in self.pending.items(partitions):

@@ -30,7 +30,7 @@ class DimensionStore:
         shutil.rmtree(path, ignore_errors=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = Rdict(str(path), Options(raw_mode=True))
-        self._cache: dict[bytes, dict[str, Any]] = {}
+        self._cache: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in KINDS}
         self._cache_size = cache_size
         self.counts = dict.fromkeys(KINDS, 0)
         #: ids stored since the last ``take_changes``, by kind
@@ -66,21 +66,21 @@ class DimensionStore:
         if old is None:
             self.counts[kind] += 1
         self._db[key] = _VERSION.pack(updated_at) + body
-        self._cache.pop(key, None)
+        self._cache[kind].pop(record[f"{kind}_id"], None)
         return True
 
     def get(self, kind: str, id_: str) -> dict[str, Any] | None:
-        key = f"{kind}:{id_}".encode()
-        record = self._cache.get(key)
+        cache = self._cache[kind]
+        record = cache.get(id_)
         if record is None:
-            raw = self._db.get(key)
+            raw = self._db.get(f"{kind}:{id_}".encode())
             if raw is None:
                 return None
             record = records_in(raw[_VERSION.size :])[0][1]
-            if len(self._cache) >= self._cache_size:
-                self._cache.clear()
+            if len(cache) >= self._cache_size:
+                cache.clear()
             if self._cache_size:
-                self._cache[key] = record
+                cache[id_] = record
         return record
 
     def take_changes(self) -> dict[str, list[str]]:

@@ -13,6 +13,11 @@ Faust's persisted changelog offset is left unset, so recovery replays a
 partition's changelog from the start (idempotent: the last value per key
 wins). Setting it from our acknowledged offsets made Faust refuse to start on
 the embedded broker, whose reported end offset lags the true one.
+
+For the same reason RocksDB's write-ahead log is off for these stores, as
+Kafka Streams has it: the changelog is the durable copy and recovery rebuilds
+the store from it, so the log only cost time (3.2 us a put with it, 0.9 us
+without, measured with rocksdict 0.3.29).
 """
 
 from __future__ import annotations
@@ -21,16 +26,20 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import faust
+from rocksdict import WriteOptions
 
 from spotify_stream.kafka import PartitionedSender
 
 _FAUST_OFFSET_KEY = b"__faust\x00offset__"
+_NO_WAL = WriteOptions()
+_NO_WAL.disable_wal = True
 
 
 class PartitionedTable:
     def __init__(self, table: faust.Table, sender: PartitionedSender | None = None) -> None:
         self.table = table
         self.sender = sender
+        self._dbs: dict[int, Any] = {}  # partition -> the store's db, configured by us
 
     @property
     def name(self) -> str:
@@ -42,12 +51,23 @@ class PartitionedTable:
 
     def _db(self, partition: int) -> Any:
         store = self.table.data
-        if hasattr(store, "_db_for_partition"):  # rocksdb://
-            return store._db_for_partition(partition)
-        return store.data  # memory://: one dict, keys are unique across partitions anyway
+        if not hasattr(store, "_db_for_partition"):  # memory://
+            return store.data  # one dict: keys are unique across partitions anyway
+        db = store._db_for_partition(partition)
+        if self._dbs.get(partition) is not db:  # Faust reopens a db after a rebalance
+            db.set_write_options(_NO_WAL)
+            self._dbs[partition] = db
+        return db
 
     def get(self, partition: int, key: bytes) -> bytes | None:
         return self._db(partition).get(key)
+
+    def get_many(self, partition: int, keys: list[bytes]) -> list[bytes | None]:
+        """The values of ``keys`` (None where missing), in one RocksDB multi-get."""
+        db = self._db(partition)
+        if isinstance(db, dict):  # memory://
+            return [db.get(key) for key in keys]
+        return db.get(keys)
 
     async def put(self, partition: int, key: bytes, value: bytes | None) -> None:
         """Set (``None``: delete) ``key`` locally and queue the changelog record."""
