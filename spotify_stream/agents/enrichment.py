@@ -31,7 +31,7 @@ from faust.types import EventT
 from spotify_stream import topics
 from spotify_stream.agents.pipeline import Pipeline, Record
 from spotify_stream.models import SCHEMAS, codec_for
-from spotify_stream.models.codec import body_if_current
+from spotify_stream.models.codec import body_if_current, millis
 from spotify_stream.models.parts import RecordParts
 from spotify_stream.tables.dimensions import DimensionStore
 from spotify_stream.tables.partitioned import PartitionedTable
@@ -161,9 +161,9 @@ class Enricher:
                     partition, message.key.decode(), expire=message.value == b"expire"
                 )
             elif message.topic == topics.TRACKS.name:
-                await self.on_tracks(
-                    partition, pipeline.encoded_records(event, "Track", "track_id")
-                )
+                # Tracks keep updated_at in ms: the join only compares it.
+                tracks = pipeline.encoded_records(event, "Track", "track_id", as_written=True)
+                await self.on_tracks(partition, tracks)
             else:
                 for features in pipeline.records(event, "AudioFeatures", "track_id"):
                     await self.on_features(partition, features)
@@ -171,39 +171,34 @@ class Enricher:
     async def on_tracks(self, partition: int, tracks: list[tuple[Record, bytes]]) -> None:
         """Join the tracks of one message; their state is read in two bulk lookups."""
         keys = [track["track_id"].encode() for track, _ in tracks]
-        if len(set(keys)) < len(keys):  # a track twice: its second join must see the first
-            for (track, encoded), key in zip(tracks, keys, strict=True):
-                current = self.enriched.get(partition, key)
-                features = self.features.get(partition, key)
-                await self.on_track(partition, key, track, encoded, current, features)
-            return
-        currents = self.enriched.get_many(partition, keys)
-        features = self.features.get_many(partition, keys)
-        for (track, encoded), key, current, part in zip(
-            tracks, keys, currents, features, strict=True
-        ):
-            await self.on_track(partition, key, track, encoded, current, part)
+        states: Iterable[tuple[bytes | None, bytes | None]]
+        if len(set(keys)) < len(keys):  # a track twice: read each state after the last join
+            states = (
+                (self.enriched.get(partition, k), self.features.get(partition, k)) for k in keys
+            )
+        else:
+            states = zip(
+                self.enriched.get_many(partition, keys),
+                self.features.get_many(partition, keys),
+                strict=True,
+            )
+        waiting = self.waiting
+        for (track, encoded), key, (current, features) in zip(tracks, keys, states, strict=True):
+            pending = self.pending.get(partition, key) if track["track_id"] in waiting else None
+            if (current is not None or pending is not None) and self._stale(
+                track, current, pending
+            ):
+                self._stats["stale_tracks"] += 1  # an older version arrived late: latest wins
+                continue
+            await self._join(partition, key, track, encoded, current, features, pending)
 
-    async def on_track(
-        self,
-        partition: int,
-        key: bytes,
-        track: Record,
-        encoded: bytes,
-        current: bytes | None,
-        features: bytes | None,
-    ) -> None:
-        pending = self.pending.get(partition, key) if track["track_id"] in self.waiting else None
+    def _stale(self, track: Record, current: bytes | None, pending: bytes | None) -> bool:
+        """Whether ``track`` is older than the version emitted or waiting."""
         if current is not None:
             stored = self._stored_track(current)["updated_at"]
-        elif pending is not None:
-            stored = self._track.decode(pending[_SINCE.size :])["updated_at"]
         else:
-            stored = None
-        if stored is not None and stored > track["updated_at"]:
-            self._stats["stale_tracks"] += 1  # an older version arrived late: latest wins
-            return
-        await self._join(partition, key, track, encoded, current, features, pending)
+            stored = self._track.decode(pending[_SINCE.size :])["updated_at"]
+        return millis(stored) > millis(track["updated_at"])
 
     async def on_features(self, partition: int, features: Record) -> None:
         key = features["track_id"].encode()

@@ -39,15 +39,12 @@ class PartitionedTable:
     def __init__(self, table: faust.Table, sender: PartitionedSender | None = None) -> None:
         self.table = table
         self.sender = sender
+        self.changelog: str = table.changelog_topic.get_topic_name()
         self._dbs: dict[int, Any] = {}  # partition -> the store's db, configured by us
 
     @property
     def name(self) -> str:
         return self.table.name
-
-    @property
-    def changelog(self) -> str:
-        return self.table.changelog_topic.get_topic_name()
 
     def _db(self, partition: int) -> Any:
         store = self.table.data

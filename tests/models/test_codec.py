@@ -185,3 +185,16 @@ def test_faust_record_fields_come_from_schema(name):
     assert set(record._options.fields) == {f["name"] for f in SCHEMAS[name]["fields"]}
     built = record(**SAMPLES[name])
     assert {k: getattr(built, k) for k in SAMPLES[name]} == SAMPLES[name]
+
+
+def test_as_written_keeps_logical_types_as_their_avro_values():
+    album = codec_for("Album")
+    data = album.encode(SAMPLES["Album"])
+    plain = album.decode(data, as_written=True)
+    assert plain["updated_at"] == int(NOW.timestamp() * 1000)
+    assert plain["release_date"] == (dt.date(1999, 6, 1) - dt.date(1970, 1, 1)).days
+    assert {k: v for k, v in plain.items() if k not in ("updated_at", "release_date")} == {
+        k: v for k, v in SAMPLES["Album"].items() if k not in ("updated_at", "release_date")
+    }
+    # and encodes back to the same bytes
+    assert album.encode(plain) == data
