@@ -183,14 +183,17 @@ class Enricher:
                 strict=True,
             )
         waiting = self.waiting
-        for (track, encoded), key, (current, features) in zip(tracks, keys, states, strict=True):
-            pending = self.pending.get(partition, key) if track["track_id"] in waiting else None
-            if (current is not None or pending is not None) and self._stale(
-                track, current, pending
+        with self.enriched.batch(partition):
+            for (track, encoded), key, (current, features) in zip(
+                tracks, keys, states, strict=True
             ):
-                self._stats["stale_tracks"] += 1  # an older version arrived late: latest wins
-                continue
-            await self._join(partition, key, track, encoded, current, features, pending)
+                pending = self.pending.get(partition, key) if track["track_id"] in waiting else None
+                if (current is not None or pending is not None) and self._stale(
+                    track, current, pending
+                ):
+                    self._stats["stale_tracks"] += 1  # an older version arrived late: latest wins
+                    continue
+                await self._join(partition, key, track, encoded, current, features, pending)
 
     def _stale(self, track: Record, current: bytes | None, pending: bytes | None) -> bool:
         """Whether ``track`` is older than the version emitted or waiting."""

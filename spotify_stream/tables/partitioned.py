@@ -23,10 +23,11 @@ without, measured with rocksdict 0.3.29).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import faust
-from rocksdict import WriteOptions
+from rocksdict import WriteBatch, WriteOptions
 
 from spotify_stream.kafka import PartitionedSender
 
@@ -41,6 +42,7 @@ class PartitionedTable:
         self.sender = sender
         self.changelog: str = table.changelog_topic.get_topic_name()
         self._dbs: dict[int, Any] = {}  # partition -> the store's db, configured by us
+        self._staged: dict[int, dict[bytes, bytes | None]] = {}  # partition -> puts of a batch
 
     @property
     def name(self) -> str:
@@ -57,23 +59,53 @@ class PartitionedTable:
         return db
 
     def get(self, partition: int, key: bytes) -> bytes | None:
+        staged = self._staged.get(partition)
+        if staged and key in staged:
+            return staged[key]
         return self._db(partition).get(key)
 
     def get_many(self, partition: int, keys: list[bytes]) -> list[bytes | None]:
         """The values of ``keys`` (None where missing), in one RocksDB multi-get."""
         db = self._db(partition)
-        if isinstance(db, dict):  # memory://
-            return [db.get(key) for key in keys]
-        return db.get(keys)
+        values = [db.get(key) for key in keys] if isinstance(db, dict) else db.get(keys)
+        if staged := self._staged.get(partition):
+            return [staged.get(k, v) for k, v in zip(keys, values, strict=True)]
+        return values
+
+    @contextmanager
+    def batch(self, partition: int) -> Iterator[None]:
+        """Write the puts to ``partition`` made meanwhile in one RocksDB write batch
+        (1 us a track less in the enrichment agent); gets see them at once."""
+        db = self._db(partition)
+        if isinstance(db, dict) or partition in self._staged:  # memory://, or already batching
+            yield
+            return
+        staged = self._staged[partition] = {}
+        try:
+            yield
+        finally:
+            del self._staged[partition]
+            if staged:
+                batch = WriteBatch(raw_mode=True)
+                for key, value in staged.items():
+                    if value is None:
+                        batch.delete(key)
+                    else:
+                        batch.put(key, value)
+                db.write(batch)
 
     async def put(self, partition: int, key: bytes, value: bytes | None) -> None:
         """Set (``None``: delete) ``key`` locally and queue the changelog record."""
-        db = self._db(partition)
-        if value is None:
-            if db.get(key) is not None:
-                del db[key]
+        staged = self._staged.get(partition)
+        if staged is not None:
+            staged[key] = value
         else:
-            db[key] = value
+            db = self._db(partition)
+            if value is None:
+                if db.get(key) is not None:
+                    del db[key]
+            else:
+                db[key] = value
         assert self.sender is not None, "table opened read-only"
         await self.sender.send(self.changelog, key, value, partition=partition)
 
