@@ -153,6 +153,8 @@ def test_garbage_and_unknown_schema_raise_decode_error():
         codec.decode(b"\xc3\x01" + b"\x00" * 8 + b"\x02")
     with pytest.raises(DecodeError, match="corrupt"):
         codec.decode(codec.encode(SAMPLES["Track"])[:14])
+    with pytest.raises(DecodeError, match="2 bytes after the record"):
+        codec.decode(codec.encode(SAMPLES["Track"]) + b"\x02\x02", as_written=True)
 
 
 def test_message_of_another_record_is_refused():
