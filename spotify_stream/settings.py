@@ -26,6 +26,22 @@ class Settings(BaseSettings):
     )
     lake: str = Field("file://./lake", description="Lake root: file://DIR or s3://bucket/prefix")
     s3_endpoint: str | None = Field(None, description="Endpoint URL of an S3-compatible store")
+    s3_sse: Literal["none", "AES256", "aws:kms"] = Field(
+        "none", description="Server-side encryption of lake objects"
+    )
+    s3_sse_kms_key_id: str | None = Field(None, description="KMS key for s3_sse=aws:kms")
+    s3_multipart_threshold: int = Field(
+        64 << 20, ge=5 << 20, description="Objects at least this large go up in parts"
+    )
+    s3_part_size: int = Field(16 << 20, ge=5 << 20, description="Part size of multipart uploads")
+    s3_max_attempts: int = Field(
+        5, ge=1, description="Attempts per S3 call (botocore standard retries, jittered backoff)"
+    )
+    parquet_row_group_rows: int = Field(
+        131_072,
+        ge=1,
+        description="Rows per Parquet row group (Athena reads row groups in parallel)",
+    )
     store: str = Field("rocksdb://", description="Faust table store")
     data_dir: Path = Field(Path("./.spotify-stream"), description="Worker state directory")
     web_host: str = Field("127.0.0.1", description="Faust web bind address")

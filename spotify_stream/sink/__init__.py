@@ -1,0 +1,1 @@
+"""The lake sink: Parquet encoding and the storage backends it writes through."""

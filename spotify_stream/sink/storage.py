@@ -1,0 +1,227 @@
+"""Where lake objects go: a local directory or S3, behind one small interface.
+
+Both backends make an object visible whole or not at all, so a reader (or a
+sink restarted after a crash) never sees half a file:
+
+- ``FileStorage`` writes to a temporary name in the target directory, fsyncs
+  it, renames it over the final name and fsyncs the directory, in a thread.
+- ``S3Storage`` sends one PUT below ``s3_multipart_threshold`` and a multipart
+  upload above it (aborted on failure). Retries with jittered exponential
+  backoff are botocore's ``standard`` mode. Credentials come from the standard
+  AWS chain and are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from spotify_stream.errors import UserError
+from spotify_stream.settings import Settings
+
+
+class Storage(Protocol):
+    """A lake root; keys are ``/``-separated paths below it."""
+
+    url: str
+
+    async def put(self, key: str, data: bytes) -> None: ...
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def keys(self, prefix: str = "") -> list[str]: ...
+
+    async def close(self) -> None: ...
+
+
+class FileStorage:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = f"file://{root}"
+
+    async def put(self, key: str, data: bytes) -> None:
+        await asyncio.to_thread(self._put, key, data)
+
+    def _put(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        except OSError as exc:
+            raise UserError(f"cannot write to the lake at {self.root}: {exc.strerror}") from None
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself survives a power cut
+        finally:
+            os.close(directory)
+
+    async def get(self, key: str) -> bytes | None:
+        path = self.root / key
+        return await asyncio.to_thread(path.read_bytes) if path.is_file() else None
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        def scan() -> list[str]:
+            found = (
+                p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file()
+            )
+            return sorted(k for k in found if k.startswith(prefix) and _visible(k))
+
+        return await asyncio.to_thread(scan) if self.root.is_dir() else []
+
+    async def close(self) -> None:
+        pass
+
+
+def _visible(key: str) -> bool:
+    name = key.rsplit("/", 1)[-1]
+    return not name.startswith(".") and (Path(name).suffix != ".tmp")
+
+
+class S3Storage:
+    def __init__(self, bucket: str, prefix: str, settings: Settings) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.settings = settings
+        self._stack = AsyncExitStack()
+        self._client: Any = None
+
+    async def _s3(self) -> Any:
+        if self._client is None:
+            from aiobotocore.config import AioConfig
+            from aiobotocore.session import get_session
+
+            config = AioConfig(
+                retries={"mode": "standard", "max_attempts": self.settings.s3_max_attempts},
+                connect_timeout=self.settings.connect_timeout,
+            )
+            self._client = await self._stack.enter_async_context(
+                get_session().create_client(
+                    "s3", endpoint_url=self.settings.s3_endpoint, config=config
+                )
+            )
+        return self._client
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _encryption(self) -> dict[str, str]:
+        sse = self.settings.s3_sse
+        if sse == "none":
+            return {}
+        extra = {"ServerSideEncryption": sse}
+        if sse == "aws:kms" and self.settings.s3_sse_kms_key_id:
+            extra["SSEKMSKeyId"] = self.settings.s3_sse_kms_key_id
+        return extra
+
+    async def put(self, key: str, data: bytes) -> None:
+        s3 = await self._s3()
+        with _s3_errors(self.url):
+            if len(data) < self.settings.s3_multipart_threshold:
+                await s3.put_object(
+                    Bucket=self.bucket, Key=self._key(key), Body=data, **self._encryption()
+                )
+            else:
+                await self._put_parts(s3, self._key(key), data)
+
+    async def _put_parts(self, s3: Any, key: str, data: bytes) -> None:
+        upload = await s3.create_multipart_upload(Bucket=self.bucket, Key=key, **self._encryption())
+        upload_id = upload["UploadId"]
+        size = self.settings.s3_part_size
+        try:
+            parts = []
+            for number, start in enumerate(range(0, len(data), size), start=1):
+                part = await s3.upload_part(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=data[start : start + size],
+                )
+                parts.append({"PartNumber": number, "ETag": part["ETag"]})
+            await s3.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            await asyncio.shield(
+                s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            )
+            raise
+
+    async def get(self, key: str) -> bytes | None:
+        s3 = await self._s3()
+        with _s3_errors(self.url):
+            try:
+                obj = await s3.get_object(Bucket=self.bucket, Key=self._key(key))
+            except Exception as exc:
+                if _code(exc) in ("NoSuchKey", "404"):
+                    return None
+                raise
+            async with obj["Body"] as body:
+                return await body.read()
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        s3 = await self._s3()
+        start = len(self.prefix) + 1 if self.prefix else 0
+        found = []
+        with _s3_errors(self.url):
+            paginator = s3.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+                found.extend(obj["Key"][start:] for obj in page.get("Contents", ()))
+        return sorted(found)
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+        self._client = None
+
+
+def _code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+@contextmanager
+def _s3_errors(url: str) -> Iterator[None]:
+    """Turn what the user must fix (bucket, credentials) into one clear line."""
+    from botocore.exceptions import ClientError, NoCredentialsError
+
+    try:
+        yield
+    except NoCredentialsError:
+        raise UserError(
+            f"no AWS credentials for {url} (standard chain: environment, profile, role)"
+        ) from None
+    except ClientError as exc:
+        code = _code(exc)
+        if code == "NoSuchBucket":
+            raise UserError(f"S3 bucket not found: {url}") from None
+        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            raise UserError(f"S3 refused access to {url}: {code}") from None
+        raise
+
+
+def storage_for(settings: Settings) -> Storage:
+    """The backend of ``settings.lake``: ``file://DIR`` or ``s3://bucket/prefix``."""
+    lake = settings.lake
+    if lake.startswith("s3://"):
+        bucket, _, prefix = lake.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise UserError(f"not an S3 location: {lake} (expected s3://bucket/prefix)")
+        return S3Storage(bucket, prefix, settings)
+    if lake.startswith("file://"):
+        return FileStorage(Path(lake.removeprefix("file://")).expanduser())
+    raise UserError(f"SPOTIFY_STREAM_LAKE must be file://DIR or s3://bucket/prefix, not {lake}")
