@@ -1,0 +1,71 @@
+"""Lake object names: a pure function of dataset, Kafka partition, flush range and hour.
+
+    curated/<dataset>/dt=YYYY-MM-DD/hr=HH/part-<partition>-<first>-<last>.parquet
+
+``first`` and ``last`` are the offsets of the whole flush: a flush whose
+records span several hours writes one object per hour, all with the same
+range. A sink restarted after a crash can therefore tell from the names alone
+which flushes began after its committed offset (and may be incomplete), and
+replay exactly those ranges into the same names: no duplicate rows, no gap.
+Offsets are zero-padded to 10 digits (as the Kafka Connect S3 sink does) so
+names sort by offset.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+CURATED = "curated"
+_NAME = re.compile(
+    rf"^{CURATED}/(?P<dataset>[a-z_]+)/dt=(?P<date>\d{{4}}-\d{{2}}-\d{{2}})/hr=(?P<hour>\d{{2}})/"
+    r"part-(?P<partition>\d+)-(?P<first>\d+)-(?P<last>\d+)\.parquet$"
+)
+
+
+@dataclass(frozen=True, order=True)
+class ObjectName:
+    dataset: str
+    partition: int
+    first: int
+    last: int
+    hour: dt.datetime  # UTC, on the hour
+
+    @property
+    def key(self) -> str:
+        return (
+            f"{CURATED}/{self.dataset}/dt={self.hour:%Y-%m-%d}/hr={self.hour:%H}/"
+            f"part-{self.partition}-{self.first:010d}-{self.last:010d}.parquet"
+        )
+
+    @classmethod
+    def parse(cls, key: str) -> ObjectName | None:
+        """The name ``key`` stands for; None for anything else under the lake."""
+        match = _NAME.match(key)
+        if match is None:
+            return None
+        hour = dt.datetime.fromisoformat(f"{match['date']}T{match['hour']}:00+00:00")
+        return cls(
+            match["dataset"], int(match["partition"]), int(match["first"]), int(match["last"]), hour
+        )
+
+
+def hour_of(millis: int) -> dt.datetime:
+    """The UTC hour (the ``dt=``/``hr=`` folder) of an event time in ms."""
+    return dt.datetime.fromtimestamp(millis // 3_600_000 * 3600, dt.UTC)
+
+
+def flushes_after(
+    keys: Iterable[str], dataset: str, partition: int, committed: int
+) -> list[tuple[int, int]]:
+    """The (first, last) offset ranges of ``dataset``'s flushes of ``partition`` that
+    start at or after the ``committed`` offset: begun, perhaps not finished."""
+    ranges = set()
+    for key in keys:
+        name = ObjectName.parse(key)
+        ours = name is not None and (name.dataset, name.partition) == (dataset, partition)
+        if ours and name.first >= committed:
+            ranges.add((name.first, name.last))
+    return sorted(ranges)
