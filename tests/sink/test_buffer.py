@@ -1,0 +1,68 @@
+import datetime as dt
+
+from spotify_stream.sink.buffer import Limits, PartitionBuffer
+
+H0 = int(dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC).timestamp() * 1000)
+HOUR_MS = 3_600_000
+LIMITS = Limits(window=60, max_rows=3, max_bytes=1000)
+
+
+def feed(buffer: PartitionBuffer, offsets, now=0.0, hours=None):
+    """Add records one by one as a sink does; return the flushes as (first, last, rows)."""
+    flushes = []
+
+    def take():
+        flush = buffer.take()
+        flushes.append(
+            (flush.first, flush.last, [r["o"] for _, rows in flush.objects() for r in rows])
+        )
+
+    for i, offset in enumerate(offsets):
+        if buffer.cut_before(offset):
+            take()
+        buffer.add(offset, {"o": offset}, H0 + (hours[i] if hours else 0) * HOUR_MS, 10, now)
+        if buffer.due(now):
+            take()
+    return flushes
+
+
+def test_rows_bytes_and_window_cut_the_buffer():
+    assert feed(PartitionBuffer("plays", 0, LIMITS), range(7)) == [
+        (0, 2, [0, 1, 2]),
+        (3, 5, [3, 4, 5]),
+    ]
+    big = PartitionBuffer("plays", 0, Limits(window=60, max_rows=100, max_bytes=25))
+    assert feed(big, range(4)) == [(0, 2, [0, 1, 2])]
+    idle = PartitionBuffer("plays", 0, LIMITS)
+    assert feed(idle, [0], now=100.0) == []
+    assert not idle.due(159.9) and idle.due(160.0)  # the first record waited a window
+
+
+def test_a_flush_spanning_hours_writes_one_object_per_hour_with_one_range():
+    buffer = PartitionBuffer("plays", 2, LIMITS)
+    feed(buffer, [10, 11], hours=[1, 0])
+    buffer.add(12, {"o": 12}, H0 + HOUR_MS, 10, 0.0)
+    flush = buffer.take()
+    assert [
+        (name.key.split("/")[3], name.first, name.last, [r["o"] for r in rows])
+        for name, rows in flush.objects()
+    ] == [
+        ("hr=12", 10, 12, [11]),
+        ("hr=13", 10, 12, [10, 12]),
+    ]
+
+
+def test_after_a_crash_the_begun_flushes_are_cut_again_at_the_same_offsets():
+    # Before the crash: flushes [100, 104] (window cut, 5 rows) and [105, 106] had begun.
+    buffer = PartitionBuffer.recovering("plays", 0, LIMITS, [(105, 106), (100, 104)])
+    assert feed(buffer, range(100, 112)) == [
+        (100, 104, [100, 101, 102, 103, 104]),  # past max_rows: the range decides
+        (105, 106, [105, 106]),
+        (107, 109, [107, 108, 109]),  # then the limits again
+    ]
+
+
+def test_a_replayed_range_with_a_gap_at_its_end_keeps_its_name():
+    buffer = PartitionBuffer.recovering("plays", 0, LIMITS, [(100, 105)])
+    assert feed(buffer, [100, 101, 107]) == [(100, 105, [100, 101])]
+    assert not buffer.replay and buffer.rows == 1
