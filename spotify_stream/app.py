@@ -18,7 +18,11 @@ from spotify_stream import topics
 from spotify_stream.agents import popularity
 from spotify_stream.agents.enrichment import Enricher
 from spotify_stream.agents.pipeline import Pipeline
+from spotify_stream.agents.sink import DATASETS, LakeConsumer, LakeSink
 from spotify_stream.settings import Settings, get_settings
+from spotify_stream.sink.buffer import Limits
+from spotify_stream.sink.storage import storage_for
+from spotify_stream.sink.writer import LakeWriter
 from spotify_stream.tables.broadcast import BroadcastReader
 from spotify_stream.tables.dimensions import KINDS, DimensionStore
 from spotify_stream.tables.leaderboard import Leaderboard
@@ -35,6 +39,7 @@ class SpotifyStreamApp(faust.App):
 
     pipeline: Pipeline
     reader: BroadcastReader
+    lake: LakeConsumer
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
@@ -43,6 +48,7 @@ class SpotifyStreamApp(faust.App):
     async def on_start(self) -> None:
         await super().on_start()
         await self.add_runtime_dependency(self.reader)
+        await self.add_runtime_dependency(self.lake)
 
     async def on_stop(self) -> None:
         await super().on_stop()
@@ -161,6 +167,11 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
     async def expire_joins() -> None:
         await enricher.expire()
 
+    writer = LakeWriter(storage_for(settings), settings.parquet_row_group_rows)
+    limits = Limits(settings.flush_seconds, settings.sink_max_rows, settings.sink_max_bytes)
+    sinks = {d.name: LakeSink(pipeline, writer, d, limits) for d in DATASETS}
+    app.lake = LakeConsumer(settings, sinks)
+
     @app.timer(1.0)
     async def sample_rates() -> None:
         pipeline.stats.sample(pipeline.sender.acked)
@@ -173,6 +184,7 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
         dimensions=dimensions,
         enricher=enricher,
         leaderboard=leaderboard,
+        sinks=sinks,
         tables={
             "features": features,
             "pending-joins": pending,

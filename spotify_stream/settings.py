@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     partitions: int = Field(8, ge=1, description="Partitions of the topics the project creates")
     replication: int = Field(1, ge=1, description="Replication factor of created topics")
     flush_seconds: float = Field(60, gt=0, description="Sink window in seconds")
+    sink_max_rows: int = Field(
+        100_000, ge=1, description="Rows of one partition a sink buffers before it writes"
+    )
+    sink_max_bytes: int = Field(
+        4 << 20, ge=1, description="Message bytes of one partition a sink buffers before it writes"
+    )
     join_max_wait: float = Field(300, gt=0, description="Seconds a track waits for dimensions")
 
     app_id: str = Field(

@@ -161,7 +161,6 @@ class Pipeline:
             partition=message.partition,
             offset=message.offset,
         )
-        self.stats.dead_letters[str(reason)] += 1
         log.warning(
             "dead letter %s:%d:%d %s: %s",
             message.topic,
@@ -170,6 +169,11 @@ class Pipeline:
             reason,
             detail,
         )
-        self._queued_dead_letters.append(
-            (f"{message.topic}:{message.partition}:{message.offset}".encode(), record)
+        self.queue_dead_letter(
+            f"{message.topic}:{message.partition}:{message.offset}".encode(), record
         )
+
+    def queue_dead_letter(self, key: bytes, record: Record) -> None:
+        """Count ``record`` (a DeadLetter) and send it with the next commit point."""
+        self.stats.dead_letters[record["reason"]] += 1
+        self._queued_dead_letters.append((key, record))

@@ -21,3 +21,5 @@ class Reason(StrEnum):
     UNDECODABLE = "undecodable"
     WRONG_RECORD_TYPE = "wrong_record_type"
     MISROUTED = "misrouted"
+    # lake sink
+    NOT_PARQUET = "not_parquet"

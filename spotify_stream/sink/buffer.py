@@ -70,6 +70,11 @@ class PartitionBuffer:
     def rows(self) -> int:
         return self._rows
 
+    @property
+    def first(self) -> int | None:
+        """The offset of the oldest record held; None when empty."""
+        return self._first
+
     def cut_before(self, offset: int) -> bool:
         """Whether the buffer must be flushed before the record at ``offset`` joins it
         (it would cross the end of a replayed range)."""

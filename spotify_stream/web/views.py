@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from spotify_stream import topics
 from spotify_stream.agents.enrichment import Enricher
 from spotify_stream.agents.pipeline import Pipeline
+from spotify_stream.agents.sink import LakeSink
 from spotify_stream.kafka import partition_for
 from spotify_stream.models import codec_for
 from spotify_stream.tables.dimensions import KINDS, DimensionStore
@@ -57,6 +58,7 @@ def register(
     dimensions: DimensionStore,
     enricher: Enricher,
     leaderboard: Leaderboard,
+    sinks: dict[str, LakeSink],
     tables: dict[str, PartitionedTable],
 ) -> None:
     enriched_codec = codec_for("EnrichedTrack")
@@ -105,6 +107,7 @@ def register(
             "pending_joins": len(enricher.waiting),
             "dead_letters": dict(stats.dead_letters),
             "events": dict(stats.events),
+            "lake": {name: dict(sink.stats) for name, sink in sinks.items()},
             "partitions": sorted(partitions),
         }
 
@@ -149,6 +152,16 @@ def register(
             for name, count in snap["events"].items():
                 events.add_metric([name], count)
             yield events
+            for name, help_ in (
+                ("files", "Parquet objects written"),
+                ("rows", "Rows written to the lake"),
+                ("bytes", "Bytes written to the lake"),
+                ("failures", "Failed lake writes (retried)"),
+            ):
+                family = CounterMetricFamily(f"{prefix}_lake_{name}", help_, labels=["dataset"])
+                for dataset, values in snap["lake"].items():
+                    family.add_metric([dataset], values[name])
+                yield family
             yield GaugeMetricFamily(
                 f"{prefix}_pending_joins", "Tracks waiting", value=snap["pending_joins"]
             )
