@@ -13,6 +13,8 @@ fresh embedded broker:
    and time its enrichment agent from the first to the last track message:
    every track is joined with album, artist and features, encoded and written
    to spotify.tracks.enriched, acknowledged before its offset is committed.
+   The worker's lake sink is off (``lake_sink=False``): this is the stream
+   core alone.
 
 Each form runs ``--repeat`` times on fresh brokers; the table shows medians
 (this machine's neighbours make single runs vary by about 10%).
@@ -115,6 +117,7 @@ def run(data: Path, tracks: int, per_message: int, workdir: Path) -> tuple[float
             producer_idempotence="off",
             data_dir=workdir / "state",
             input_batch_records=per_message,
+            lake_sink=False,
             _env_file=None,
         )
         track_messages = asyncio.run(send_catalog(settings, data))

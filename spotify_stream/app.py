@@ -39,7 +39,7 @@ class SpotifyStreamApp(faust.App):
 
     pipeline: Pipeline
     reader: BroadcastReader
-    lake: LakeConsumer
+    lake: LakeConsumer | None
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
@@ -48,7 +48,8 @@ class SpotifyStreamApp(faust.App):
     async def on_start(self) -> None:
         await super().on_start()
         await self.add_runtime_dependency(self.reader)
-        await self.add_runtime_dependency(self.lake)
+        if self.lake is not None:
+            await self.add_runtime_dependency(self.lake)
 
     async def on_stop(self) -> None:
         await super().on_stop()
@@ -167,10 +168,13 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
     async def expire_joins() -> None:
         await enricher.expire()
 
-    writer = LakeWriter(storage_for(settings), settings.parquet_row_group_rows)
-    limits = Limits(settings.flush_seconds, settings.sink_max_rows, settings.sink_max_bytes)
-    sinks = {d.name: LakeSink(pipeline, writer, d, limits) for d in DATASETS}
-    app.lake = LakeConsumer(settings, sinks)
+    sinks: dict[str, LakeSink] = {}
+    app.lake = None
+    if settings.lake_sink:
+        writer = LakeWriter(storage_for(settings), settings.parquet_row_group_rows)
+        limits = Limits(settings.flush_seconds, settings.sink_max_rows, settings.sink_max_bytes)
+        sinks = {d.name: LakeSink(pipeline, writer, d, limits) for d in DATASETS}
+        app.lake = LakeConsumer(settings, sinks)
 
     @app.timer(1.0)
     async def sample_rates() -> None:

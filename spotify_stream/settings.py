@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     partitions: int = Field(8, ge=1, description="Partitions of the topics the project creates")
     replication: int = Field(1, ge=1, description="Replication factor of created topics")
     flush_seconds: float = Field(60, gt=0, description="Sink window in seconds")
+    lake_sink: bool = Field(
+        True, description="Run the lake sink in this worker (off: a worker that only streams)"
+    )
     sink_max_rows: int = Field(
         100_000, ge=1, description="Rows of one partition a sink buffers before it writes"
     )
