@@ -52,6 +52,8 @@ class SpotifyStreamApp(faust.App):
             await self.add_runtime_dependency(self.lake)
 
     async def on_stop(self) -> None:
+        if self.lake is not None:  # its last flushes may dead-letter through the pipeline
+            await self.lake.stop()
         await super().on_stop()
         await self.pipeline.stop()
 
@@ -189,6 +191,7 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
         enricher=enricher,
         leaderboard=leaderboard,
         sinks=sinks,
+        lake=app.lake,
         tables={
             "features": features,
             "pending-joins": pending,

@@ -214,11 +214,14 @@ def worker(faust_args: tuple[str, ...]) -> None:
     """
     from spotify_stream import topics
     from spotify_stream.kafka import ensure_topics
+    from spotify_stream.sink.storage import check_lake
 
     settings = _settings()
     # Faust retries an absent broker forever; say it in one line instead. (Before
     # the app is imported: an app touched inside this loop would stay bound to it.)
     run_async(lambda _stop: ensure_topics(settings, topics.worker_topics(settings.app_id)))
+    if settings.lake_sink:  # a wrong bucket or an unwritable directory: one line, not retries
+        run_async(lambda _stop: check_lake(settings))
     from spotify_stream.app import app
 
     sys.argv = ["spotify-stream worker", "worker", *faust_args]

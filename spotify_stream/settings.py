@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     sink_max_bytes: int = Field(
         4 << 20, ge=1, description="Message bytes of one partition a sink buffers before it writes"
     )
+    sink_max_memory: int = Field(
+        256 << 20,
+        ge=1,
+        description="Message bytes the lake sink holds in all (buffers and unwritten flushes) "
+        "before it pauses consumption, as while storage is down",
+    )
     join_max_wait: float = Field(300, gt=0, description="Seconds a track waits for dimensions")
 
     app_id: str = Field(

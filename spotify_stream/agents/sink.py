@@ -11,11 +11,18 @@ the same objects (no duplicate rows). A partition's buffer is created on its
 first message after an assignment, from the names of the objects already in
 the lake (``PartitionBuffer.recovering``).
 
-While storage is down a flush retries with backoff and the loop stops
-polling: nothing is committed, and aiokafka's fetch buffer bounds what is
-held. Malformed messages on these topics are dead-lettered by the agents that
-own them (or cannot exist: our own outputs); the sink counts and skips them.
-Records that do not fit the Parquet schema are dead-lettered here.
+Records are held as they came (encoded); the writer decodes a flush at once,
+off the event loop. While storage is down, flushes wait in order and are
+retried with backoff (1 s doubling to 30 s); nothing past them is committed.
+The consumer keeps polling (so it stays in its group) but pauses every
+partition while the sink holds ``sink_max_memory`` message bytes or more,
+and resumes by itself once the flushes land. On a clean stop the sink writes
+what it holds and commits it.
+
+Malformed messages on these topics are dead-lettered by the agents that own
+them (or cannot exist: our own outputs); the sink counts and skips them.
+Records the lake cannot hold (not fitting the Parquet schema, or an event
+time outside the years of the ``dt=`` folders) are dead-lettered here.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,10 +43,9 @@ from spotify_stream.agents.pipeline import Pipeline
 from spotify_stream.ingest.catalog import dead_letter
 from spotify_stream.ingest.reasons import Reason
 from spotify_stream.kafka import client_kwargs
-from spotify_stream.models import codec_for
-from spotify_stream.models.codec import DecodeError, millis, records_in
+from spotify_stream.models.codec import DecodeError, items_in, record_name
 from spotify_stream.settings import Settings
-from spotify_stream.sink.buffer import Limits, PartitionBuffer
+from spotify_stream.sink.buffer import Flush, Limits, PartitionBuffer
 from spotify_stream.sink.objects import CURATED, flushes_after
 from spotify_stream.sink.writer import LakeWriter
 
@@ -62,7 +69,7 @@ DATASETS = (
 
 
 class LakeSink:
-    """One dataset: its partitions' buffers, and the offsets that are safe to commit."""
+    """One dataset: its partitions' buffers, its unwritten flushes, the offsets safe to commit."""
 
     def __init__(
         self, pipeline: Pipeline, writer: LakeWriter, dataset: Dataset, limits: Limits
@@ -72,52 +79,83 @@ class LakeSink:
         self.dataset = dataset
         self.limits = limits
         self.buffers: dict[int, PartitionBuffer] = {}
+        self.pending: deque[Flush] = deque()  # taken, not yet written: oldest first
         self._next: dict[int, int] = {}  # partition -> offset after the last message read
+        self._retry_at = 0.0
+        self._delay = _FIRST_RETRY
         self.stats: dict[str, Any] = dict.fromkeys(
-            ("files", "rows", "bytes", "flushes", "failures", "skipped"), 0
+            ("files", "rows", "bytes", "flushes", "failures", "skipped", "rejected"), 0
         ) | {"last_flush_at": None, "last_flush_seconds": None}
+
+    @property
+    def held_bytes(self) -> int:
+        """Message bytes held in memory: buffered, or taken and not yet written."""
+        return sum(b.bytes for b in self.buffers.values()) + sum(f.bytes for f in self.pending)
 
     def safe_offsets(self) -> dict[int, int]:
         """partition -> the offset to commit: nothing before it is only in memory."""
         safe = {}
         for partition, next_offset in self._next.items():
-            first = self.buffers[partition].first
-            safe[partition] = next_offset if first is None else first
+            firsts = [f.first for f in self.pending if f.partition == partition]
+            firsts.append(self.buffers[partition].first)
+            safe[partition] = min((f for f in firsts if f is not None), default=next_offset)
         return safe
 
     def revoke(self, partitions: set[int]) -> None:
-        """Forget what is buffered for partitions this worker lost: their new owner replays it."""
+        """Forget what is held for partitions this worker lost: their new owner replays it."""
         for partition in partitions:
             self.buffers.pop(partition, None)
             self._next.pop(partition, None)
+        self.pending = deque(f for f in self.pending if f.partition not in partitions)
 
     async def add(self, message: ConsumerRecord) -> None:
-        partition, offset, value = message.partition, message.offset, message.value or b""
+        partition, offset = message.partition, message.offset
         buffer = self.buffers.get(partition)
         if buffer is None:
             buffer = self.buffers[partition] = await self._recover(partition, offset)
-        try:
-            records = [r for name, r in records_in(value) if name == self.dataset.topic.record]
-        except DecodeError:
-            records = []
-        if not records:
-            self.stats["skipped"] += 1
-        elif buffer.cut_before(offset):
+        items = self._items(message.value or b"")
+        if items and buffer.cut_before(offset):
             await self._flush(buffer)
         now = time.monotonic()
-        for record in records:
-            event_ms = millis(record[self.dataset.event_time])
-            buffer.add(offset, record, event_ms, len(value) // len(records), now)
+        for item in items:
+            buffer.add(offset, item, now)
         self._next[partition] = offset + 1
         if buffer.due(now):
             await self._flush(buffer)
 
+    def _items(self, value: bytes) -> list[bytes]:
+        """This dataset's records in a message, still encoded; others counted as skipped."""
+        try:
+            items = items_in(value)
+        except DecodeError:
+            self.stats["skipped"] += 1
+            return []
+        ours = []
+        for item in items:
+            try:
+                if record_name(item) == self.dataset.topic.record:
+                    ours.append(item)
+                    continue
+            except DecodeError:
+                pass
+            self.stats["skipped"] += 1
+        return ours
+
     async def flush_due(self) -> None:
-        """Flush the buffers whose window has passed (idle partitions land too)."""
+        """Retry unwritten flushes, then flush the buffers whose window has passed."""
+        await self.write_pending()
         now = time.monotonic()
         for buffer in list(self.buffers.values()):
             if buffer.due(now):
                 await self._flush(buffer)
+
+    async def flush_all(self) -> None:
+        """Take every buffer and write what can be written (a clean stop)."""
+        for buffer in list(self.buffers.values()):
+            if buffer.first is not None:
+                self.pending.append(buffer.take())
+        self._retry_at = 0.0
+        await self.write_pending()
 
     async def _recover(self, partition: int, committed: int) -> PartitionBuffer:
         keys = await self.writer.storage.keys(f"{CURATED}/{self.dataset.name}/")
@@ -133,50 +171,61 @@ class LakeSink:
         return PartitionBuffer.recovering(self.dataset.name, partition, self.limits, ranges)
 
     async def _flush(self, buffer: PartitionBuffer) -> None:
-        flush = buffer.take()
-        started = time.monotonic()
-        delay = 1.0
-        while True:
+        self.pending.append(buffer.take())
+        await self.write_pending()
+
+    async def write_pending(self) -> None:
+        """Write the taken flushes, oldest first; after a failure, none before its backoff."""
+        while self.pending and time.monotonic() >= self._retry_at:
+            flush = self.pending[0]
+            started = time.monotonic()
             try:
-                written = await self.writer.write(flush, self.dataset.topic.record)
-                break
-            except Exception as exc:  # storage down: keep the offsets, retry, never skip
+                written = await self.writer.write(
+                    flush, self.dataset.topic.record, self.dataset.event_time
+                )
+            except Exception as exc:  # storage down: keep the flush and its offsets, retry
                 self.stats["failures"] += 1
                 log.warning(
-                    "%s: writing offsets %d..%d failed (%s); retrying in %.0f s",
+                    "%s: writing offsets %d..%d of partition %d failed (%s); retrying in %.0f s",
                     self.dataset.name,
                     flush.first,
                     flush.last,
+                    flush.partition,
                     exc,
-                    delay,
+                    self._delay,
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-        for record, reason in written.rejected:
-            self._dead_letter(flush.partition, record, reason)
-        if written.rejected:
-            await self.pipeline.commit_point()  # dead letters durable before the offsets move
-        self.stats["files"] += len(written.keys)
-        self.stats["rows"] += written.rows
-        self.stats["bytes"] += written.bytes
-        self.stats["flushes"] += 1
-        self.stats["last_flush_at"] = time.time()
-        self.stats["last_flush_seconds"] = round(time.monotonic() - started, 3)
+                self._retry_at = time.monotonic() + self._delay
+                self._delay = min(self._delay * 2, _LAST_RETRY)
+                return
+            self.pending.popleft()
+            self._delay = _FIRST_RETRY
+            for item, reason in written.rejected:
+                self._dead_letter(flush.partition, item, reason)
+            if written.rejected:
+                await self.pipeline.commit_point()  # dead letters durable before the offsets move
+            self.stats["files"] += len(written.keys)
+            self.stats["rows"] += written.rows
+            self.stats["bytes"] += written.bytes
+            self.stats["rejected"] += len(written.rejected)
+            self.stats["flushes"] += 1
+            self.stats["last_flush_at"] = time.time()
+            self.stats["last_flush_seconds"] = round(time.monotonic() - started, 3)
 
-    def _dead_letter(self, partition: int, record: dict[str, Any], reason: str) -> None:
-        try:
-            raw = codec_for(self.dataset.topic.record).encode(record)
-        except Exception:  # the dead letter must not fail too
-            raw = repr(record).encode()
+    def _dead_letter(self, partition: int, item: bytes, reason: str) -> None:
         letter = dead_letter(
             Reason.NOT_PARQUET,
             reason,
             self.dataset.topic.name,
-            raw,
+            item,
             self.pipeline.settings.deadletter_max_raw_bytes,
             partition=partition,
         )
         self.pipeline.queue_dead_letter(f"{self.dataset.name}:{partition}".encode(), letter)
+
+
+_FIRST_RETRY, _LAST_RETRY = 1.0, 30.0
+#: How long a clean stop waits for the last flushes (storage may be down).
+_DRAIN_SECONDS = 30.0
 
 
 class LakeConsumer(Service, ConsumerRebalanceListener):
@@ -186,8 +235,14 @@ class LakeConsumer(Service, ConsumerRebalanceListener):
         super().__init__(**kwargs)
         self.settings = settings
         self.sinks = {sink.dataset.topic.name: sink for sink in sinks.values()}
+        self.paused = False
         self._consumer: AIOKafkaConsumer | None = None
         self._committed: dict[TopicPartition, int] = {}
+        self._drained = asyncio.Event()
+
+    @property
+    def held_bytes(self) -> int:
+        return sum(sink.held_bytes for sink in self.sinks.values())
 
     async def on_start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -202,6 +257,10 @@ class LakeConsumer(Service, ConsumerRebalanceListener):
         self._consumer.subscribe(list(self.sinks), listener=self)
 
     async def on_stop(self) -> None:
+        try:  # the read loop ends within one poll, writes what it holds and commits it
+            await asyncio.wait_for(self._drained.wait(), _DRAIN_SECONDS)
+        except TimeoutError:
+            log.warning("lake: the last flushes did not land; the next start rewrites them")
         if self._consumer is not None:
             await self._consumer.stop()
         for storage in {
@@ -215,21 +274,45 @@ class LakeConsumer(Service, ConsumerRebalanceListener):
             self._committed.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        pass  # buffers are made on each partition's first message (lazily, from the lake)
+        # Buffers are made on each partition's first message (lazily, from the lake).
+        if self.paused and self._consumer is not None:
+            self._consumer.pause(*assigned)
 
     @Service.task
     async def _read(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        while not self.should_stop:
-            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            for tp, messages in batches.items():
-                sink = self.sinks[tp.topic]
-                for message in messages:
-                    await sink.add(message)
+        try:
+            while not self.should_stop:
+                self._bound_memory(consumer)
+                batches = await consumer.getmany(timeout_ms=500, max_records=_POLL_RECORDS)
+                for tp, messages in batches.items():
+                    sink = self.sinks[tp.topic]
+                    for message in messages:
+                        await sink.add(message)
+                for sink in self.sinks.values():
+                    await sink.flush_due()
+                await self._commit()
             for sink in self.sinks.values():
-                await sink.flush_due()
+                await sink.flush_all()
             await self._commit()
+        finally:
+            self._drained.set()
+
+    def _bound_memory(self, consumer: AIOKafkaConsumer) -> None:
+        """Pause every partition while the sinks hold too much; resume when they do not."""
+        full = self.held_bytes >= self.settings.sink_max_memory
+        if full and not self.paused:
+            log.warning(
+                "lake: %d bytes held (limit %d); pausing consumption until flushes land",
+                self.held_bytes,
+                self.settings.sink_max_memory,
+            )
+            consumer.pause(*consumer.assignment())
+        elif self.paused and not full:
+            log.info("lake: flushes landed; resuming consumption")
+            consumer.resume(*consumer.paused())
+        self.paused = full
 
     async def _commit(self) -> None:
         offsets = {}
@@ -242,3 +325,7 @@ class LakeConsumer(Service, ConsumerRebalanceListener):
             assert self._consumer is not None
             await self._consumer.commit(offsets)
             self._committed.update({tp: meta.offset for tp, meta in offsets.items()})
+
+
+#: Messages one poll hands over at most: what a full sink can take in past its limit.
+_POLL_RECORDS = 1000

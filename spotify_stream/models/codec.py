@@ -136,6 +136,20 @@ def decode_any(data: bytes, as_written: bool = False) -> tuple[str, dict[str, An
     return name, codec_for(name)._read(fp, data, as_written)
 
 
+def record_name(data: bytes) -> str:
+    """The short name of the schema a message was written with (its header checked,
+    its body not decoded)."""
+    return _SHORT_NAMES[_writer(data)]
+
+
+def items_in(data: bytes) -> list[bytes]:
+    """The single-object encoded records of one message, undecoded: the message
+    itself, or the items of a ``Batch``."""
+    if record_name(data) != "Batch":
+        return [data]
+    return codec_for("Batch").decode(data)["records"]
+
+
 def records_in(data: bytes) -> list[tuple[str, dict[str, Any]]]:
     """The records of one message: its record, or every record of a ``Batch``."""
     return [(name, record) for name, record, _ in encoded_records_in(data)]

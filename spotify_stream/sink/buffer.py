@@ -6,18 +6,15 @@ lands). Wall-clock cuts are not reproducible, so a restarted sink does not
 recompute them: it is given the ranges of the flushes that began after its
 committed offset (``objects.flushes_after``) and cuts exactly there again,
 rewriting the same objects with the same rows. Only then do its own limits
-apply.
+apply. Records are held encoded, as they came: decoding is the writer's, off
+the event loop.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
-
-from spotify_stream.sink.objects import ObjectName, hour_of
 
 
 @dataclass(frozen=True)
@@ -29,19 +26,14 @@ class Limits:
 
 @dataclass
 class Flush:
-    """The objects of one flush: every record of the offset range ``first``..``last``."""
+    """Every record of the offset range ``first``..``last``, encoded as it came."""
 
     dataset: str
     partition: int
     first: int
     last: int
-    by_hour: dict[dt.datetime, list[dict[str, Any]]]
-
-    def objects(self) -> list[tuple[ObjectName, list[dict[str, Any]]]]:
-        return [
-            (ObjectName(self.dataset, self.partition, self.first, self.last, hour), rows)
-            for hour, rows in sorted(self.by_hour.items())
-        ]
+    items: list[bytes]
+    bytes: int
 
 
 @dataclass
@@ -50,12 +42,9 @@ class PartitionBuffer:
     partition: int
     limits: Limits
     replay: deque[tuple[int, int]] = field(default_factory=deque)
-    _by_hour: defaultdict[dt.datetime, list[dict[str, Any]]] = field(
-        default_factory=lambda: defaultdict(list)
-    )
+    _items: list[bytes] = field(default_factory=list)
     _first: int | None = None
     _last: int = -1
-    _rows: int = 0
     _bytes: int = 0
     _opened_at: float = 0.0
 
@@ -68,7 +57,11 @@ class PartitionBuffer:
 
     @property
     def rows(self) -> int:
-        return self._rows
+        return len(self._items)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
 
     @property
     def first(self) -> int | None:
@@ -80,15 +73,13 @@ class PartitionBuffer:
         (it would cross the end of a replayed range)."""
         return self._first is not None and bool(self.replay) and offset > self.replay[0][1]
 
-    def add(
-        self, offset: int, record: dict[str, Any], event_ms: int, size: int, now: float
-    ) -> None:
+    def add(self, offset: int, item: bytes, now: float) -> None:
+        """Hold ``item``, one single-object encoded record of the message at ``offset``."""
         if self._first is None:
             self._first, self._opened_at = offset, now
         self._last = offset
-        self._by_hour[hour_of(event_ms)].append(record)
-        self._rows += 1
-        self._bytes += size
+        self._items.append(item)
+        self._bytes += len(item)
 
     def due(self, now: float) -> bool:
         if self._first is None:
@@ -97,7 +88,7 @@ class PartitionBuffer:
             return self._last >= self.replay[0][1]
         limits = self.limits
         return (
-            self._rows >= limits.max_rows
+            len(self._items) >= limits.max_rows
             or self._bytes >= limits.max_bytes
             or now - self._opened_at >= limits.window
         )
@@ -108,7 +99,7 @@ class PartitionBuffer:
         first, last = self._first, self._last
         if self.replay:  # ``cut_before`` kept the buffer inside the replayed range
             first, last = self.replay.popleft()  # so: the same name as before the crash
-        flush = Flush(self.dataset, self.partition, first, last, dict(self._by_hour))
-        self._by_hour = defaultdict(list)
-        self._first, self._last, self._rows, self._bytes = None, -1, 0, 0
+        flush = Flush(self.dataset, self.partition, first, last, self._items, self._bytes)
+        self._items = []
+        self._first, self._last, self._bytes = None, -1, 0
         return flush

@@ -18,7 +18,16 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 CURATED = "curated"
+HOUR_MS = 3_600_000
+#: Event times a ``dt=`` folder can hold: the years 1 to 9999, in ms.
+_FOLDERS = (
+    int(dt.datetime(1, 1, 1, tzinfo=dt.UTC).timestamp()) * 1000,
+    int(dt.datetime(9999, 12, 31, 23, tzinfo=dt.UTC).timestamp()) * 1000 + HOUR_MS - 1,
+)
 _NAME = re.compile(
     rf"^{CURATED}/(?P<dataset>[a-z_]+)/dt=(?P<date>\d{{4}}-\d{{2}}-\d{{2}})/hr=(?P<hour>\d{{2}})/"
     r"part-(?P<partition>\d+)-(?P<first>\d+)-(?P<last>\d+)\.parquet$"
@@ -54,7 +63,28 @@ class ObjectName:
 
 def hour_of(millis: int) -> dt.datetime:
     """The UTC hour (the ``dt=``/``hr=`` folder) of an event time in ms."""
-    return dt.datetime.fromtimestamp(millis // 3_600_000 * 3600, dt.UTC)
+    return dt.datetime.fromtimestamp(millis // HOUR_MS * 3600, dt.UTC)
+
+
+def by_hour(
+    table: pa.Table, event_time: str
+) -> tuple[list[tuple[dt.datetime, pa.Table]], list[tuple[int, str]]]:
+    """``table``'s rows by the UTC hour of their ``event_time`` column (in row order
+    within an hour), and (row, reason) for rows whose time no folder can hold."""
+    millis = table.column(event_time).cast(pa.int64())
+    low, high = _FOLDERS
+    outside = pc.or_(pc.less(millis, low), pc.greater(millis, high))
+    rejected = [
+        (row, f"{event_time} = {millis[row].as_py()} ms is outside the years 1-9999")
+        for row in pc.indices_nonzero(outside).to_pylist()
+    ]
+    if rejected:
+        table, millis = table.filter(pc.invert(outside)), millis.filter(pc.invert(outside))
+    hours = pc.floor(pc.divide(millis.cast(pa.float64()), float(HOUR_MS))).cast(pa.int64())
+    return [
+        (hour_of(hour * HOUR_MS), table.filter(pc.equal(hours, hour)))
+        for hour in sorted(pc.unique(hours).to_pylist())
+    ], rejected
 
 
 def flushes_after(

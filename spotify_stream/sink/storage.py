@@ -36,6 +36,9 @@ class Storage(Protocol):
 
     async def keys(self, prefix: str = "") -> list[str]: ...
 
+    async def check(self) -> None:
+        """Raise a ``UserError`` when the lake cannot be written (at start, not mid-run)."""
+
     async def close(self) -> None: ...
 
 
@@ -68,6 +71,20 @@ class FileStorage:
             os.fsync(directory)  # the rename itself survives a power cut
         finally:
             os.close(directory)
+
+    async def check(self) -> None:
+        def probe() -> None:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".probe.", suffix=".tmp")
+                os.close(fd)
+                os.unlink(tmp)
+            except OSError as exc:
+                raise UserError(
+                    f"cannot write to the lake at {self.root}: {exc.strerror}"
+                ) from None
+
+        await asyncio.to_thread(probe)
 
     async def get(self, key: str) -> bytes | None:
         path = self.root / key
@@ -184,6 +201,11 @@ class S3Storage:
                 found.extend(obj["Key"][start:] for obj in page.get("Contents", ()))
         return sorted(found)
 
+    async def check(self) -> None:
+        s3 = await self._s3()
+        with _s3_errors(self.url):
+            await s3.head_bucket(Bucket=self.bucket)
+
     async def close(self) -> None:
         await self._stack.aclose()
         self._client = None
@@ -197,21 +219,32 @@ def _code(exc: BaseException) -> str:
 @contextmanager
 def _s3_errors(url: str) -> Iterator[None]:
     """Turn what the user must fix (bucket, credentials) into one clear line."""
-    from botocore.exceptions import ClientError, NoCredentialsError
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
     try:
         yield
+    except EndpointConnectionError as exc:
+        raise UserError(f"cannot reach S3 for {url}: {exc}") from None
     except NoCredentialsError:
         raise UserError(
             f"no AWS credentials for {url} (standard chain: environment, profile, role)"
         ) from None
     except ClientError as exc:
         code = _code(exc)
-        if code == "NoSuchBucket":
+        if code in ("NoSuchBucket", "404"):  # HeadBucket answers with the bare status
             raise UserError(f"S3 bucket not found: {url}") from None
-        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             raise UserError(f"S3 refused access to {url}: {code}") from None
         raise
+
+
+async def check_lake(settings: Settings) -> None:
+    """Fail with one clear line when the lake of ``settings`` cannot be written."""
+    storage = storage_for(settings)
+    try:
+        await storage.check()
+    finally:
+        await storage.close()
 
 
 def storage_for(settings: Settings) -> Storage:

@@ -1,18 +1,21 @@
-"""Writes a flush to the lake: one Parquet object per hour, encoded in a thread.
+"""Writes a flush to the lake: one Parquet object per hour of event time.
 
-Records that do not fit the dataset's Arrow schema are left out of the files
-and returned with the reason, for the dead-letter topic. The flush is durable
-when ``write`` returns; only then may its offsets be acknowledged.
+Decoding, the split by hour and Parquet encoding run in a thread (the decoder
+and the encoder release the GIL). Records that do not decode, do not fit the
+dataset's Arrow schema or have an event time no ``dt=`` folder can hold are
+left out and returned with the reason, for the dead-letter topic. The flush
+is durable when ``write`` returns; only then may its offsets be acknowledged.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
 
 from spotify_stream.sink.buffer import Flush
-from spotify_stream.sink.parquet import encode, schema_of, to_table
+from spotify_stream.sink.decode import decode
+from spotify_stream.sink.objects import ObjectName, by_hour
+from spotify_stream.sink.parquet import encode
 from spotify_stream.sink.storage import Storage
 
 
@@ -21,7 +24,7 @@ class Written:
     keys: list[str] = field(default_factory=list)
     rows: int = 0
     bytes: int = 0
-    rejected: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    rejected: list[tuple[bytes, str]] = field(default_factory=list)  # (item, reason)
 
 
 class LakeWriter:
@@ -29,20 +32,29 @@ class LakeWriter:
         self.storage = storage
         self.row_group_rows = row_group_rows
 
-    async def write(self, flush: Flush, record: str) -> Written:
-        """Write ``flush`` of records of the Avro schema ``record`` (e.g. ``"Play"``)."""
-        written = Written()
-        schema = schema_of(record)
-        for name, rows in flush.objects():
-            data, kept, rejected = await asyncio.to_thread(self._encode, rows, schema)
-            written.rejected.extend((rows[index], reason) for index, reason in rejected)
-            if kept:
-                await self.storage.put(name.key, data)
-                written.keys.append(name.key)
-                written.rows += kept
-                written.bytes += len(data)
+    async def write(self, flush: Flush, record: str, event_time: str) -> Written:
+        """Write ``flush`` of Avro ``record``\\ s (e.g. ``"Play"``), in hours of ``event_time``."""
+        objects, rejected = await asyncio.to_thread(self._encode, flush, record, event_time)
+        written = Written(rejected=rejected)
+        for name, data, rows in objects:
+            await self.storage.put(name.key, data)
+            written.keys.append(name.key)
+            written.rows += rows
+            written.bytes += len(data)
         return written
 
-    def _encode(self, rows: list[dict[str, Any]], schema: Any) -> tuple[bytes, int, list]:
-        table, rejected = to_table(rows, schema)
-        return encode(table, self.row_group_rows), table.num_rows, rejected
+    def _encode(
+        self, flush: Flush, record: str, event_time: str
+    ) -> tuple[list[tuple[ObjectName, bytes, int]], list[tuple[bytes, str]]]:
+        decoded = decode(flush.items, record)
+        hours, outside = by_hour(decoded.table, event_time)
+        failed = decoded.failed + [(decoded.rows[row], reason) for row, reason in outside]
+        objects = [
+            (
+                ObjectName(flush.dataset, flush.partition, flush.first, flush.last, hour),
+                encode(table, self.row_group_rows),
+                table.num_rows,
+            )
+            for hour, table in hours
+        ]
+        return objects, [(flush.items[index], reason) for index, reason in sorted(failed)]

@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from spotify_stream import topics
 from spotify_stream.agents.enrichment import Enricher
 from spotify_stream.agents.pipeline import Pipeline
-from spotify_stream.agents.sink import LakeSink
+from spotify_stream.agents.sink import LakeConsumer, LakeSink
 from spotify_stream.kafka import partition_for
 from spotify_stream.models import codec_for
 from spotify_stream.tables.dimensions import KINDS, DimensionStore
@@ -59,6 +59,7 @@ def register(
     enricher: Enricher,
     leaderboard: Leaderboard,
     sinks: dict[str, LakeSink],
+    lake: LakeConsumer | None,
     tables: dict[str, PartitionedTable],
 ) -> None:
     enriched_codec = codec_for("EnrichedTrack")
@@ -107,7 +108,11 @@ def register(
             "pending_joins": len(enricher.waiting),
             "dead_letters": dict(stats.dead_letters),
             "events": dict(stats.events),
-            "lake": {name: dict(sink.stats) for name, sink in sinks.items()},
+            "lake": {
+                name: sink.stats | {"held_bytes": sink.held_bytes, "pending": len(sink.pending)}
+                for name, sink in sinks.items()
+            },
+            "lake_paused": lake is not None and lake.paused,
             "partitions": sorted(partitions),
         }
 
@@ -157,11 +162,27 @@ def register(
                 ("rows", "Rows written to the lake"),
                 ("bytes", "Bytes written to the lake"),
                 ("failures", "Failed lake writes (retried)"),
+                ("rejected", "Records the lake cannot hold (dead-lettered)"),
             ):
                 family = CounterMetricFamily(f"{prefix}_lake_{name}", help_, labels=["dataset"])
                 for dataset, values in snap["lake"].items():
                     family.add_metric([dataset], values[name])
                 yield family
+            for name, key, help_ in (
+                ("held_bytes", "held_bytes", "Message bytes held until written"),
+                ("flush_seconds", "last_flush_seconds", "Duration of the last flush"),
+                ("last_flush_timestamp_seconds", "last_flush_at", "Time of the last flush"),
+            ):
+                gauge = GaugeMetricFamily(f"{prefix}_lake_{name}", help_, labels=["dataset"])
+                for dataset, values in snap["lake"].items():
+                    if values[key] is not None:
+                        gauge.add_metric([dataset], values[key])
+                yield gauge
+            yield GaugeMetricFamily(
+                f"{prefix}_lake_paused",
+                "1 while the sink pauses consumption (memory bound reached)",
+                value=int(snap["lake_paused"]),
+            )
             yield GaugeMetricFamily(
                 f"{prefix}_pending_joins", "Tracks waiting", value=snap["pending_joins"]
             )

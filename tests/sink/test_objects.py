@@ -40,3 +40,20 @@ def test_flushes_after_the_committed_offset_are_found_by_name():
     ]
     assert flushes_after(keys, "plays", 0, committed=100) == [(100, 199), (200, 250)]
     assert flushes_after(keys, "plays", 0, committed=251) == []
+
+
+def test_rows_split_by_the_hour_of_their_event_time_and_impossible_hours_are_named():
+    import pyarrow as pa
+
+    from spotify_stream.sink.objects import HOUR_MS, by_hour
+
+    h12 = 1_714_564_800_000  # 2024-05-01 12:00 UTC
+    millis = [h12 + HOUR_MS + 5, h12, -1, h12 + 10, 10**17, h12 + HOUR_MS]
+    table = pa.table({"o": range(6), "t": pa.array(millis, pa.timestamp("ms", tz="UTC"))})
+    hours, rejected = by_hour(table, "t")
+    assert [(hour.isoformat(), t.column("o").to_pylist()) for hour, t in hours] == [
+        ("1969-12-31T23:00:00+00:00", [2]),
+        ("2024-05-01T12:00:00+00:00", [1, 3]),
+        ("2024-05-01T13:00:00+00:00", [0, 5]),
+    ]
+    assert rejected == [(4, "t = 100000000000000000 ms is outside the years 1-9999")]
