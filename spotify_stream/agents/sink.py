@@ -13,7 +13,7 @@ the lake (``PartitionBuffer.recovering``).
 
 Records are held as they came (encoded); the writer decodes a flush at once,
 off the event loop. While storage is down, flushes wait in order and are
-retried with backoff (1 s doubling to 30 s); nothing past them is committed.
+retried with one backoff for all datasets (1 s doubling to 30 s); nothing past them is committed.
 The consumer keeps polling (so it stays in its group) but pauses every
 partition while the sink holds ``sink_max_memory`` message bytes or more,
 and resumes by itself once the flushes land. On a clean stop the sink writes
@@ -68,21 +68,56 @@ DATASETS = (
 )
 
 
+class Backoff:
+    """When the lake may be tried again. One for all datasets: they share the storage,
+    so while it is down a failure of one defers the attempts of all."""
+
+    FIRST, LAST = 1.0, 30.0
+
+    def __init__(self) -> None:
+        self.delay = self.FIRST
+        self._until = 0.0
+
+    def ready(self) -> bool:
+        return time.monotonic() >= self._until
+
+    def failed(self) -> float:
+        """Defer attempts; returns the seconds until the next one."""
+        delay, self._until = self.delay, time.monotonic() + self.delay
+        self.delay = min(self.delay * 2, self.LAST)
+        return delay
+
+    def succeeded(self) -> None:
+        self.delay = self.FIRST
+
+    def reset(self) -> None:
+        """Allow one attempt now (a clean stop)."""
+        self._until = 0.0
+
+
+class StorageDown(Exception):
+    """The lake cannot be listed now: the message is to be read again later."""
+
+
 class LakeSink:
     """One dataset: its partitions' buffers, its unwritten flushes, the offsets safe to commit."""
 
     def __init__(
-        self, pipeline: Pipeline, writer: LakeWriter, dataset: Dataset, limits: Limits
+        self,
+        pipeline: Pipeline,
+        writer: LakeWriter,
+        dataset: Dataset,
+        limits: Limits,
+        backoff: Backoff,
     ) -> None:
         self.pipeline = pipeline
         self.writer = writer
+        self.backoff = backoff
         self.dataset = dataset
         self.limits = limits
         self.buffers: dict[int, PartitionBuffer] = {}
         self.pending: deque[Flush] = deque()  # taken, not yet written: oldest first
         self._next: dict[int, int] = {}  # partition -> offset after the last message read
-        self._retry_at = 0.0
-        self._delay = _FIRST_RETRY
         self.stats: dict[str, Any] = dict.fromkeys(
             ("files", "rows", "bytes", "flushes", "failures", "skipped", "rejected"), 0
         ) | {"last_flush_at": None, "last_flush_seconds": None}
@@ -109,6 +144,8 @@ class LakeSink:
         self.pending = deque(f for f in self.pending if f.partition not in partitions)
 
     async def add(self, message: ConsumerRecord) -> None:
+        """Take one message; raises ``StorageDown`` (having taken nothing) when the
+        partition's buffer must first be recovered from a lake that does not answer."""
         partition, offset = message.partition, message.offset
         buffer = self.buffers.get(partition)
         if buffer is None:
@@ -154,11 +191,17 @@ class LakeSink:
         for buffer in list(self.buffers.values()):
             if buffer.first is not None:
                 self.pending.append(buffer.take())
-        self._retry_at = 0.0
+        self.backoff.reset()
         await self.write_pending()
 
     async def _recover(self, partition: int, committed: int) -> PartitionBuffer:
-        keys = await self.writer.storage.keys(f"{CURATED}/{self.dataset.name}/")
+        if not self.backoff.ready():
+            raise StorageDown
+        try:
+            keys = await self.writer.storage.keys(f"{CURATED}/{self.dataset.name}/")
+        except Exception as exc:  # storage down: the caller reads the message again later
+            self._failed(f"listing the objects of partition {partition}", exc)
+            raise StorageDown from None
         ranges = flushes_after(keys, self.dataset.name, partition, committed)
         if ranges:
             log.info(
@@ -176,7 +219,7 @@ class LakeSink:
 
     async def write_pending(self) -> None:
         """Write the taken flushes, oldest first; after a failure, none before its backoff."""
-        while self.pending and time.monotonic() >= self._retry_at:
+        while self.pending and self.backoff.ready():
             flush = self.pending[0]
             started = time.monotonic()
             try:
@@ -184,21 +227,11 @@ class LakeSink:
                     flush, self.dataset.topic.record, self.dataset.event_time
                 )
             except Exception as exc:  # storage down: keep the flush and its offsets, retry
-                self.stats["failures"] += 1
-                log.warning(
-                    "%s: writing offsets %d..%d of partition %d failed (%s); retrying in %.0f s",
-                    self.dataset.name,
-                    flush.first,
-                    flush.last,
-                    flush.partition,
-                    exc,
-                    self._delay,
-                )
-                self._retry_at = time.monotonic() + self._delay
-                self._delay = min(self._delay * 2, _LAST_RETRY)
+                what = f"writing offsets {flush.first}..{flush.last} of partition {flush.partition}"
+                self._failed(what, exc)
                 return
             self.pending.popleft()
-            self._delay = _FIRST_RETRY
+            self.backoff.succeeded()
             for item, reason in written.rejected:
                 self._dead_letter(flush.partition, item, reason)
             if written.rejected:
@@ -210,6 +243,11 @@ class LakeSink:
             self.stats["flushes"] += 1
             self.stats["last_flush_at"] = time.time()
             self.stats["last_flush_seconds"] = round(time.monotonic() - started, 3)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self.stats["failures"] += 1
+        delay = self.backoff.failed()
+        log.warning("%s: %s failed (%s); retrying in %.0f s", self.dataset.name, what, exc, delay)
 
     def _dead_letter(self, partition: int, item: bytes, reason: str) -> None:
         letter = dead_letter(
@@ -223,7 +261,6 @@ class LakeSink:
         self.pipeline.queue_dead_letter(f"{self.dataset.name}:{partition}".encode(), letter)
 
 
-_FIRST_RETRY, _LAST_RETRY = 1.0, 30.0
 #: How long a clean stop waits for the last flushes (storage may be down).
 _DRAIN_SECONDS = 30.0
 
@@ -289,7 +326,11 @@ class LakeConsumer(Service, ConsumerRebalanceListener):
                 for tp, messages in batches.items():
                     sink = self.sinks[tp.topic]
                     for message in messages:
-                        await sink.add(message)
+                        try:
+                            await sink.add(message)
+                        except StorageDown:
+                            consumer.seek(tp, message.offset)  # read again once it answers
+                            break
                 for sink in self.sinks.values():
                     await sink.flush_due()
                 await self._commit()

@@ -67,7 +67,7 @@ def test_sigkill_at_random_moments_neither_loses_nor_doubles_a_row(
     kills = []
     for _ in range(3):
         worker = WorkerProcess(settings, tmp_path).start()
-        assert wait_for(lambda: lake_files(worker) > 0, 60)  # its sink has partitions, writes
+        assert wait_for(lambda w=worker: lake_files(w) > 0, 60)  # its sink has partitions, writes
         kills.append(round(rng.uniform(0.0, 2.0), 2))
         time.sleep(kills[-1])
         worker.stop(signal.SIGKILL)
