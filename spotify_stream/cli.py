@@ -28,6 +28,10 @@ def _setup_logging(verbose: bool) -> None:
     )
     # aiokafka logs every failed connection attempt; our own one-line errors say it once.
     logging.getLogger("aiokafka").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+    # "Found credentials in environment variables": which source, on every client.
+    logging.getLogger("aiobotocore.credentials").setLevel(
+        logging.DEBUG if verbose else logging.WARNING
+    )
 
 
 def _settings() -> Settings:

@@ -1,0 +1,71 @@
+"""Bad input to the lake: a record no Parquet folder can hold goes to the dead-letter topic,
+and a lake the worker cannot write stops it at start with one line."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import duckdb
+import pytest
+
+from spotify_stream import topics
+from spotify_stream.embedded.worker import WorkerProcess, settings_env, wait_for
+from spotify_stream.models import codec_for
+from tests.conftest import consume_all, send_records
+from tests.lake import lake_rows, multiset
+from tests.sink.test_parquet import plays
+from tests.test_cli import run
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_play_the_lake_cannot_hold_is_dead_lettered_and_the_rest_land(fresh_settings, tmp_path):
+    settings = fresh_settings.model_copy(
+        update={"lake": f"file://{tmp_path}/lake", "flush_seconds": 0.5}
+    )
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    good = [{**p, "played_at": now + dt.timedelta(seconds=i)} for i, p in enumerate(plays(200))]
+    # A producer that wrote microseconds: a valid Avro long, the year 56,000 in ms.
+    bad = {**good[0], "user_id": "u-bad", "played_at": int(now.timestamp() * 1_000_000)}
+    asyncio.run(
+        send_records(settings, [(topics.PLAYS, p) for p in [*good[:100], bad, *good[100:]]])
+    )
+    with WorkerProcess(settings, tmp_path):
+        assert wait_for(lambda: len(lake_rows(settings, "plays")) >= len(good), 60)
+
+        def letters():
+            messages = asyncio.run(consume_all(settings, topics.DEADLETTER.name))
+            decoded = [codec_for("DeadLetter").decode(m.value) for m in messages]
+            return [d for d in decoded if d["reason"] == "not_parquet"]
+
+        (letter,) = wait_for(letters, 30)
+    assert multiset(lake_rows(settings, "plays")) == multiset(good)
+    assert letter["source"] == topics.PLAYS.name
+    assert "played_at" in letter["detail"] and "outside the years 1-9999" in letter["detail"]
+    assert codec_for("Play").decode(letter["raw"], as_written=True)["user_id"] == "u-bad"
+    # every object is whole Parquet: DuckDB reads the lake
+    count = duckdb.sql(
+        f"select count(*) from read_parquet('{tmp_path}/lake/curated/plays/*/*/*.parquet')"
+    ).fetchall()
+    assert count == [(len(good),)]
+
+
+@pytest.mark.parametrize(
+    "lake, error",
+    [
+        ("file://{tmp}/a-file/lake", "error: cannot write to the lake at {tmp}/a-file/lake: "),
+        ("s3://no-such-bucket/lake", "error: S3 bucket not found: s3://no-such-bucket/lake"),
+    ],
+)
+def test_a_lake_the_worker_cannot_write_is_one_line_at_start(
+    lake, error, fresh_settings, tmp_path, moto_endpoint, aws_env
+):
+    (tmp_path / "a-file").write_text("not a directory")
+    settings = fresh_settings.model_copy(
+        update={"lake": lake.format(tmp=tmp_path), "s3_endpoint": moto_endpoint}
+    )
+    proc = run("worker", cwd=tmp_path, env=settings_env(settings))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(error.format(tmp=tmp_path)), line
