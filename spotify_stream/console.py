@@ -104,3 +104,14 @@ def worker_summary(stats: dict, url: str) -> None:
         f"monitoring: {url}/pipeline/stats  {url}/metrics  "
         f"{url}/popularity/top?entity=artist&window=1h&n=10"
     )
+
+
+def lake_summary(counts: dict[str, tuple[int, int]], url: str) -> None:
+    """The datasets in the lake, counted from the Parquet footers."""
+    table = Table(title=f"lake: {url}/curated/", show_edge=False)
+    table.add_column("dataset")
+    table.add_column("Parquet objects", justify="right")
+    table.add_column("rows", justify="right")
+    for dataset, (objects, rows) in sorted(counts.items()):
+        table.add_row(dataset, f"{objects:,}", f"{rows:,}")
+    out.print(table)

@@ -1,21 +1,30 @@
 """``spotify-stream demo``: the whole pipeline on the embedded defaults.
 
 Broker, generated catalog, a stream worker, the producer and simulated plays;
-it ends with what the worker did and where its monitoring pages are.
+it ends with what the worker did, where its monitoring pages are, and the
+Parquet it landed in the lake (``./lake`` by default), counted per dataset.
 """
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 from spotify_stream import console, topics
 from spotify_stream.embedded import EmbeddedBroker
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
+from spotify_stream.errors import UserError
 from spotify_stream.ingest.generator import generate
 from spotify_stream.ingest.plays import run_simulation
 from spotify_stream.ingest.producer import produce
 from spotify_stream.runtime import run_async
 from spotify_stream.settings import Settings
+from spotify_stream.sink.objects import CURATED, inventory
+from spotify_stream.sink.storage import FileStorage, Storage, storage_for
+
+T = TypeVar("T")
 
 
 def run_demo(
@@ -34,6 +43,7 @@ def run_demo(
         worker = WorkerProcess(
             settings, Path(settings.data_dir), "demo-worker", web_port=settings.web_port
         )
+        _clear_earlier_demo(worker, storage_for(worker.settings))
         with console.out.status("3. starting a stream worker"):
             worker.start()
         console.out.print(f"3. stream worker running (log: {worker.log})")
@@ -64,10 +74,52 @@ def run_demo(
                 wait_for(
                     lambda: worker.topic_stats(topics.PLAYS.name).get("records_in", 0) >= sent, 30
                 )
-            console.worker_summary(worker.get("/pipeline/stats"), worker.url)
+            stats = worker.get("/pipeline/stats")
+            console.worker_summary(stats, worker.url)
             if serve:
                 console.out.print("serving the monitoring pages; Ctrl-C stops the demo")
                 run_async(lambda stop: stop.wait())
+            # The sink writes what it holds when the worker stops: first let it read all.
+            expected = {
+                dataset: stats["topics"].get(topic, {}).get(count, 0)
+                for dataset, topic, count in (
+                    ("artists", topics.ARTISTS.name, "records_in"),
+                    ("albums", topics.ALBUMS.name, "records_in"),
+                    ("plays", topics.PLAYS.name, "records_in"),
+                    ("tracks_enriched", topics.ENRICHED.name, "messages_out"),
+                )
+            }
+            with console.out.status("7. landing the lake"):
+                wait_for(
+                    lambda: all(
+                        worker.get("/pipeline/stats")["lake"][dataset]["read"] >= n
+                        for dataset, n in expected.items()
+                    ),
+                    60,
+                )
         finally:
             worker.stop()
+        storage = storage_for(worker.settings)
+        counts = run_async(lambda _stop: _closing(storage, inventory(storage)))
+        console.lake_summary(counts, storage.url)
     console.out.print("demo finished; the embedded broker is stopped (its data was in memory)")
+
+
+def _clear_earlier_demo(worker: WorkerProcess, storage: Storage) -> None:
+    """The broker starts empty, so its offsets restart at 0: the tables an earlier demo's
+    worker kept, and the objects it left, belong to another history (object names would
+    collide). The demo worker's state is cleared, and a local lake; others must be empty."""
+    shutil.rmtree(worker.settings.data_dir, ignore_errors=True)
+    if not run_async(lambda _stop: _closing(storage, storage.keys(f"{CURATED}/"))):
+        return
+    if not isinstance(storage, FileStorage):
+        raise UserError(f"the demo needs an empty lake; {storage.url} has objects")
+    shutil.rmtree(storage.root / CURATED)
+    console.out.print(f"   cleared the lake of an earlier demo run in {storage.root}/{CURATED}/")
+
+
+async def _closing(storage: Storage, work: Awaitable[T]) -> T:
+    try:
+        return await work
+    finally:
+        await storage.close()

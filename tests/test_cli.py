@@ -1,6 +1,8 @@
 import os
+import re
 import subprocess
 
+import pyarrow.parquet as pq
 import pytest
 
 from spotify_stream.embedded import free_port
@@ -89,3 +91,24 @@ def test_demo_runs_to_its_summary(tmp_path):
     assert "enriched tracks emitted: 500 (0 incomplete" in proc.stdout
     assert f"monitoring: http://127.0.0.1:{port}/pipeline/stats" in proc.stdout
     assert "demo finished" in proc.stdout
+    # It ends with Parquet in ./lake, counted per dataset as the footers tell.
+    lake = tmp_path / "lake" / "curated"
+    tracks = pq.read_table(lake / "tracks_enriched").num_rows  # dt=/hr= folders as columns
+    assert tracks == 500
+    assert re.search(r"tracks_enriched\s+│\s+\d+\s+│\s+500\b", proc.stdout), proc.stdout
+    for dataset in ("artists", "albums", "plays"):
+        rows = pq.read_table(lake / dataset).num_rows
+        assert rows > 0 and re.search(rf"{dataset}\s+│\s+\d+\s+│\s+{rows:,}\b", proc.stdout)
+    # A second run starts the lake afresh (its broker does): still 500 tracks, not 1,000.
+    again = run(
+        "demo",
+        "--tracks",
+        "500",
+        "--duration",
+        "0",
+        cwd=tmp_path,
+        env={"SPOTIFY_STREAM_WEB_PORT": str(port)},
+    )
+    assert again.returncode == 0, again.stderr
+    assert "cleared the lake of an earlier demo run" in again.stdout
+    assert pq.read_table(lake / "tracks_enriched").num_rows == 500

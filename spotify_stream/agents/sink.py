@@ -119,7 +119,7 @@ class LakeSink:
         self.pending: deque[Flush] = deque()  # taken, not yet written: oldest first
         self._next: dict[int, int] = {}  # partition -> offset after the last message read
         self.stats: dict[str, Any] = dict.fromkeys(
-            ("files", "rows", "bytes", "flushes", "failures", "skipped", "rejected"), 0
+            ("read", "files", "rows", "bytes", "flushes", "failures", "skipped", "rejected"), 0
         ) | {"last_flush_at": None, "last_flush_seconds": None}
 
     @property
@@ -156,6 +156,7 @@ class LakeSink:
         now = time.monotonic()
         for item in items:
             buffer.add(offset, item, now)
+        self.stats["read"] += len(items)
         self._next[partition] = offset + 1
         if buffer.due(now):
             await self._flush(buffer)

@@ -41,10 +41,12 @@ class WorkerProcess:
         web_port: int | None = None,
     ) -> None:
         """``web_port``: the settings' own when given; otherwise a free one."""
+        workdir = workdir.resolve()  # the child runs in it: relative paths would nest
         workdir.mkdir(parents=True, exist_ok=True)
-        self.settings = settings.model_copy(
-            update={"web_port": web_port or free_port(), "data_dir": workdir / name}
-        )
+        update: dict[str, Any] = {"web_port": web_port or free_port(), "data_dir": workdir / name}
+        if settings.lake.startswith("file://"):  # the child runs in ``workdir``, not here
+            update["lake"] = f"file://{Path(settings.lake.removeprefix('file://')).resolve()}"
+        self.settings = settings.model_copy(update=update)
         self.workdir = workdir
         self.loglevel = loglevel
         self.log = workdir / f"{name}.log"

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from spotify_stream.sink.storage import Storage
 
 CURATED = "curated"
 HOUR_MS = 3_600_000
@@ -85,6 +88,21 @@ def by_hour(
         (hour_of(hour * HOUR_MS), table.filter(pc.equal(hours, hour)))
         for hour in sorted(pc.unique(hours).to_pylist())
     ], rejected
+
+
+async def inventory(storage: Storage) -> dict[str, tuple[int, int]]:
+    """dataset -> (objects, rows) in the lake, rows from each object's Parquet footer."""
+    counts: dict[str, tuple[int, int]] = {}
+    for key in await storage.keys(f"{CURATED}/"):
+        name = ObjectName.parse(key)
+        data = await storage.get(key) if name is not None else None
+        if name is not None and data is not None:
+            objects, rows = counts.get(name.dataset, (0, 0))
+            counts[name.dataset] = (
+                objects + 1,
+                rows + pq.read_metadata(pa.BufferReader(data)).num_rows,
+            )
+    return counts
 
 
 def flushes_after(
