@@ -1,4 +1,4 @@
-"""Enrichment throughput of one worker process, next to the raw limit of the same messages.
+"""One worker process: enrichment and lake throughput next to the raw limit, and freshness.
 
 For each input form (one record per message; the opt-in Batch form), on a
 fresh embedded broker:
@@ -13,13 +13,20 @@ fresh embedded broker:
    and time its enrichment agent from the first to the last track message:
    every track is joined with album, artist and features, encoded and written
    to spotify.tracks.enriched, acknowledged before its offset is committed.
-   The worker's lake sink is off (``lake_sink=False``): this is the stream
-   core alone.
+   Once with the worker's lake sink off (``lake_sink=False``: the stream core
+   alone), once with it on (file backend, a 1 s window): then "into the lake"
+   is the tracks over the time from the first track consumed to the flush
+   that lands the last enriched track (its last second is that window).
 
 Each form runs ``--repeat`` times on fresh brokers; the table shows medians
 (this machine's neighbours make single runs vary by about 10%).
 
-    python -m bench pipeline [--tracks 50000] [--batch 2000] [--repeat 3]
+Freshness: a worker with the default settings (60 s window), and once its
+sink has joined its group, plays simulated at 2,000/s for ``--freshness``
+seconds; the bench lists the lake every 0.1 s and takes, for every play, the
+time from its ``played_at`` to its object's first sighting.
+
+    python -m bench pipeline [--tracks 50000] [--batch 2000] [--repeat 3] [--freshness 150]
 """
 
 from __future__ import annotations
@@ -28,9 +35,12 @@ import argparse
 import asyncio
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from spotify_stream import topics
@@ -38,6 +48,8 @@ from spotify_stream.embedded import EmbeddedBroker
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
 from spotify_stream.ingest.catalog import CatalogReader
 from spotify_stream.ingest.generator import generate
+from spotify_stream.ingest.plays import run_simulation
+from spotify_stream.ingest.producer import produce
 from spotify_stream.ingest.sources import fetch_sources
 from spotify_stream.kafka import PartitionedSender, RecordBatcher, ensure_topics, start_producer
 from spotify_stream.models import codec_for
@@ -110,14 +122,16 @@ async def send(settings: Settings, messages: list[tuple[str, bytes, bytes]]) -> 
         await producer.stop()
 
 
-def run(data: Path, tracks: int, per_message: int, workdir: Path) -> tuple[float, float]:
+def run(data: Path, tracks: int, per_message: int, workdir: Path, lake: bool) -> dict[str, float]:
     with EmbeddedBroker() as broker:
         settings = Settings(
             broker=f"kafka://{broker.bootstrap}",
             producer_idempotence="off",
             data_dir=workdir / "state",
             input_batch_records=per_message,
-            lake_sink=False,
+            lake_sink=lake,
+            lake=f"file://{workdir}/lake",
+            flush_seconds=1,  # the backlog's last objects land 1 s after its last records
             _env_file=None,
         )
         track_messages = asyncio.run(send_catalog(settings, data))
@@ -129,7 +143,63 @@ def run(data: Path, tracks: int, per_message: int, workdir: Path) -> tuple[float
         # Same state directory: the features table is there (and replayed from its changelog).
         with WorkerProcess(settings, workdir, loglevel="warn") as worker:
             entry = wait_records(worker, topics.TRACKS.name, tracks)
-    return raw, tracks / (entry["last_at"] - entry["first_at"])
+            figures = {"raw": raw, "enrich": tracks / (entry["last_at"] - entry["first_at"])}
+            if lake:
+                landed = wait_for(lambda: _landed(worker, tracks), 600)
+                if not landed:
+                    raise SystemExit("the lake did not receive every track; see " + str(worker.log))
+                figures["lake"] = tracks / (landed["last_flush_at"] - entry["first_at"])
+    return figures
+
+
+def _landed(worker: WorkerProcess, tracks: int) -> dict | None:
+    sink = worker.get("/pipeline/stats")["lake"]["tracks_enriched"]
+    return sink if sink["rows"] >= tracks else None
+
+
+def freshness(workdir: Path, seconds: float, rate: int) -> tuple[list[float], float]:
+    """Seconds from each play's event time to its object being visible in the lake,
+    with the default window; and that window."""
+    with EmbeddedBroker() as broker:
+        settings = Settings(
+            broker=f"kafka://{broker.bootstrap}",
+            producer_idempotence="off",
+            data_dir=workdir / "state",
+            lake=f"file://{workdir}/lake",
+            _env_file=None,
+        )
+        generate(workdir / "data", 1000, seed=2)
+        asyncio.run(produce(settings, str(workdir / "data")))
+        plays = workdir / "lake" / "curated" / "plays"
+        seen: dict[Path, float] = {}
+        with WorkerProcess(settings, workdir, loglevel="warn") as worker:
+            # Steady state: the sink has joined its group (it reads the catalog's artists).
+            wait_for(lambda: worker.get("/pipeline/stats")["lake"]["artists"]["read"] > 0, 60)
+            simulation = threading.Thread(
+                target=lambda: asyncio.run(
+                    run_simulation(
+                        settings,
+                        rate=rate,
+                        users=500,
+                        duration=seconds,
+                        seed=1,
+                        stop=asyncio.Event(),
+                    )
+                )
+            )
+            simulation.start()
+            deadline = time.time() + seconds + settings.flush_seconds + 15
+            while time.time() < deadline:
+                now = time.time()
+                for path in plays.rglob("*.parquet") if plays.is_dir() else ():
+                    seen.setdefault(path, now)
+                time.sleep(0.1)
+            simulation.join()
+    lags = []
+    for path, visible in seen.items():
+        played = pq.read_table(path, columns=["played_at"]).column(0).cast(pa.int64())
+        lags += [visible - ms / 1000 for ms in played.to_pylist()]
+    return lags, settings.flush_seconds
 
 
 def main() -> None:
@@ -137,6 +207,9 @@ def main() -> None:
     parser.add_argument("--tracks", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=2000, help="records per Batch message")
     parser.add_argument("--repeat", type=int, default=3, help="runs per input form")
+    parser.add_argument(
+        "--freshness", type=float, default=150, help="seconds of plays for the freshness run"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
@@ -146,25 +219,49 @@ def main() -> None:
             ("one record per message", 1),
             (f"Batch of {args.batch}", args.batch),
         ):
-            raws, workers = [], []
+            runs: dict[str, list[float]] = {"raw": [], "core": [], "enrich": [], "lake": []}
             for i in range(args.repeat):
-                workdir = Path(tmp) / f"run-{per_message}-{i}"
-                workdir.mkdir()
-                raw, worker = run(data, args.tracks, per_message, workdir)
-                raws.append(raw)
-                workers.append(worker)
-                print(
-                    f"{label}, run {i + 1}/{args.repeat}: raw {raw:,.0f}/s, worker {worker:,.0f}/s"
-                )
-            rows.append((label, statistics.median(raws), statistics.median(workers)))
+                for lake in (False, True):
+                    workdir = Path(tmp) / f"run-{per_message}-{i}-{lake}"
+                    workdir.mkdir()
+                    figures = run(data, args.tracks, per_message, workdir, lake)
+                    runs["raw"].append(figures["raw"])
+                    if lake:
+                        runs["enrich"].append(figures["enrich"])
+                        runs["lake"].append(figures["lake"])
+                    else:
+                        runs["core"].append(figures["enrich"])
+                    print(
+                        f"{label}, run {i + 1}/{args.repeat}, lake sink {'on' if lake else 'off'}: "
+                        + ", ".join(f"{k} {v:,.0f}/s" for k, v in figures.items())
+                    )
+            rows.append((label, *(statistics.median(runs[k]) for k in runs)))
+        lags: list[float] = []
+        if args.freshness > 0:
+            workdir = Path(tmp) / "freshness"
+            workdir.mkdir()
+            lags, window = freshness(workdir, args.freshness, rate=2000)
     print(
         f"\n{args.tracks:,} tracks, 8 partitions, one worker process, embedded broker, "
-        f"median of {args.repeat}\n"
+        f"median of {args.repeat} (raw: of {2 * args.repeat})\n"
     )
-    print("| input form | raw consume + decode (rec/s) | worker enrichment (tracks/s) | ratio |")
-    print("| --- | ---: | ---: | ---: |")
-    for label, raw, worker in rows:
-        print(f"| {label} | {raw:,.0f} | {worker:,.0f} | {worker / raw:.2f} |")
+    print(
+        "| input form | raw consume + decode (rec/s) | enrichment, sink off (tracks/s) "
+        "| enrichment, sink on | into the lake, end to end (tracks/s) | lake / raw |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for label, raw, core, enrich, lake in rows:
+        print(
+            f"| {label} | {raw:,.0f} | {core:,.0f} | {enrich:,.0f} | {lake:,.0f} | {lake / raw:.2f} |"
+        )
+    if lags:
+        lags.sort()
+        print(
+            f"\nfreshness (play time to object visible), window {window:g} s, "
+            f"{len(lags):,} plays at 2,000/s for {args.freshness:g} s: "
+            f"median {statistics.median(lags):.1f} s, p99 {lags[int(len(lags) * 0.99)]:.1f} s, "
+            f"max {lags[-1]:.1f} s"
+        )
 
 
 if __name__ == "__main__":

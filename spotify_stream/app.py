@@ -18,7 +18,7 @@ from spotify_stream import topics
 from spotify_stream.agents import popularity
 from spotify_stream.agents.enrichment import Enricher
 from spotify_stream.agents.pipeline import Pipeline
-from spotify_stream.agents.sink import DATASETS, Backoff, LakeConsumer, LakeSink
+from spotify_stream.agents.sink import DATASETS, LakeConsumer, LakeSink, WriteGate
 from spotify_stream.settings import Settings, get_settings
 from spotify_stream.sink.buffer import Limits
 from spotify_stream.sink.storage import storage_for
@@ -175,8 +175,8 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
     if settings.lake_sink:
         writer = LakeWriter(storage_for(settings), settings.parquet_row_group_rows)
         limits = Limits(settings.flush_seconds, settings.sink_max_rows, settings.sink_max_bytes)
-        backoff = Backoff()
-        sinks = {d.name: LakeSink(pipeline, writer, d, limits, backoff) for d in DATASETS}
+        gate = WriteGate()
+        sinks = {d.name: LakeSink(pipeline, writer, d, limits, gate) for d in DATASETS}
         app.lake = LakeConsumer(settings, sinks)
 
     @app.timer(1.0)

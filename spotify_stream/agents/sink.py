@@ -11,9 +11,10 @@ the same objects (no duplicate rows). A partition's buffer is created on its
 first message after an assignment, from the names of the objects already in
 the lake (``PartitionBuffer.recovering``).
 
-Records are held as they came (encoded); the writer decodes a flush at once,
-off the event loop. While storage is down, flushes wait in order and are
-retried with one backoff for all datasets (1 s doubling to 30 s); nothing past them is committed.
+Records are held as they came (encoded); a flush is written by a task of its
+own (two at once), decoded and encoded in a thread, while the loop goes on
+reading. While storage is down, flushes wait and are retried with one backoff
+for all datasets (1 s doubling to 30 s); nothing past them is committed.
 The consumer keeps polling (so it stays in its group) but pauses every
 partition while the sink holds ``sink_max_memory`` message bytes or more,
 and resumes by itself once the flushes land. On a clean stop the sink writes
@@ -30,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,13 +68,18 @@ DATASETS = (
 )
 
 
-class Backoff:
-    """When the lake may be tried again. One for all datasets: they share the storage,
-    so while it is down a failure of one defers the attempts of all."""
+class WriteGate:
+    """Shared by the datasets, as they share the storage: how many flushes are written
+    at once, and, after a failure, when storage may be tried again (so while it is
+    down, a failure of one dataset defers the attempts of all)."""
 
     FIRST, LAST = 1.0, 30.0
+    #: Flushes written at once: decoding and Parquet encoding release the GIL, so
+    #: two use a second core while the event loop goes on reading.
+    SLOTS = 2
 
     def __init__(self) -> None:
+        self.slots = asyncio.Semaphore(self.SLOTS)
         self.delay = self.FIRST
         self._until = 0.0
 
@@ -91,7 +96,7 @@ class Backoff:
         self.delay = self.FIRST
 
     def reset(self) -> None:
-        """Allow one attempt now (a clean stop)."""
+        """Allow attempts now (a clean stop)."""
         self._until = 0.0
 
 
@@ -108,15 +113,16 @@ class LakeSink:
         writer: LakeWriter,
         dataset: Dataset,
         limits: Limits,
-        backoff: Backoff,
+        gate: WriteGate,
     ) -> None:
         self.pipeline = pipeline
         self.writer = writer
-        self.backoff = backoff
+        self.gate = gate
         self.dataset = dataset
         self.limits = limits
         self.buffers: dict[int, PartitionBuffer] = {}
-        self.pending: deque[Flush] = deque()  # taken, not yet written: oldest first
+        self.pending: list[Flush] = []  # taken, not yet written (some being written)
+        self._writing: dict[int, asyncio.Task[None]] = {}  # id(flush) -> its write
         self._next: dict[int, int] = {}  # partition -> offset after the last message read
         self.stats: dict[str, Any] = dict.fromkeys(
             ("read", "files", "rows", "bytes", "flushes", "failures", "skipped", "rejected"), 0
@@ -141,7 +147,7 @@ class LakeSink:
         for partition in partitions:
             self.buffers.pop(partition, None)
             self._next.pop(partition, None)
-        self.pending = deque(f for f in self.pending if f.partition not in partitions)
+        self.pending = [f for f in self.pending if f.partition not in partitions]
 
     async def add(self, message: ConsumerRecord) -> None:
         """Take one message; raises ``StorageDown`` (having taken nothing) when the
@@ -152,14 +158,14 @@ class LakeSink:
             buffer = self.buffers[partition] = await self._recover(partition, offset)
         items = self._items(message.value or b"")
         if items and buffer.cut_before(offset):
-            await self._flush(buffer)
+            self._flush(buffer)
         now = time.monotonic()
         for item in items:
             buffer.add(offset, item, now)
         self.stats["read"] += len(items)
         self._next[partition] = offset + 1
         if buffer.due(now):
-            await self._flush(buffer)
+            self._flush(buffer)
 
     def _items(self, value: bytes) -> list[bytes]:
         """This dataset's records in a message, still encoded; others counted as skipped."""
@@ -179,24 +185,26 @@ class LakeSink:
             self.stats["skipped"] += 1
         return ours
 
-    async def flush_due(self) -> None:
+    def flush_due(self) -> None:
         """Retry unwritten flushes, then flush the buffers whose window has passed."""
-        await self.write_pending()
+        self._start_writes()
         now = time.monotonic()
         for buffer in list(self.buffers.values()):
             if buffer.due(now):
-                await self._flush(buffer)
+                self._flush(buffer)
 
     async def flush_all(self) -> None:
-        """Take every buffer and write what can be written (a clean stop)."""
+        """Take every buffer and write what can be written, once (a clean stop)."""
         for buffer in list(self.buffers.values()):
             if buffer.first is not None:
                 self.pending.append(buffer.take())
-        self.backoff.reset()
-        await self.write_pending()
+        await asyncio.gather(*self._writing.values())
+        self.gate.reset()
+        self._start_writes()
+        await asyncio.gather(*self._writing.values())
 
     async def _recover(self, partition: int, committed: int) -> PartitionBuffer:
-        if not self.backoff.ready():
+        if not self.gate.ready():
             raise StorageDown
         try:
             keys = await self.writer.storage.keys(f"{CURATED}/{self.dataset.name}/")
@@ -214,40 +222,54 @@ class LakeSink:
             )
         return PartitionBuffer.recovering(self.dataset.name, partition, self.limits, ranges)
 
-    async def _flush(self, buffer: PartitionBuffer) -> None:
+    def _flush(self, buffer: PartitionBuffer) -> None:
         self.pending.append(buffer.take())
-        await self.write_pending()
+        self._start_writes()
 
-    async def write_pending(self) -> None:
-        """Write the taken flushes, oldest first; after a failure, none before its backoff."""
-        while self.pending and self.backoff.ready():
-            flush = self.pending[0]
-            started = time.monotonic()
-            try:
-                written = await self.writer.write(
-                    flush, self.dataset.topic.record, self.dataset.event_time
-                )
-            except Exception as exc:  # storage down: keep the flush and its offsets, retry
-                what = f"writing offsets {flush.first}..{flush.last} of partition {flush.partition}"
-                self._failed(what, exc)
-                return
-            self.pending.popleft()
-            self.backoff.succeeded()
+    def _start_writes(self) -> None:
+        """Start a write for every taken flush not being written (the gate decides how
+        many run at once); after a failure, none before the backoff has passed."""
+        if not self.gate.ready():
+            return
+        for flush in self.pending:
+            if id(flush) not in self._writing:
+                self._writing[id(flush)] = asyncio.create_task(self._write(flush))
+
+    async def _write(self, flush: Flush) -> None:
+        try:
+            async with self.gate.slots:
+                if self.gate.ready():  # not if another write failed meanwhile
+                    await self._write_now(flush)
+        finally:
+            del self._writing[id(flush)]
+
+    async def _write_now(self, flush: Flush) -> None:
+        started = time.monotonic()
+        try:
+            written = await self.writer.write(
+                flush, self.dataset.topic.record, self.dataset.event_time
+            )
             for item, reason in written.rejected:
                 self._dead_letter(flush.partition, item, reason)
             if written.rejected:
                 await self.pipeline.commit_point()  # dead letters durable before the offsets move
-            self.stats["files"] += len(written.keys)
-            self.stats["rows"] += written.rows
-            self.stats["bytes"] += written.bytes
-            self.stats["rejected"] += len(written.rejected)
-            self.stats["flushes"] += 1
-            self.stats["last_flush_at"] = time.time()
-            self.stats["last_flush_seconds"] = round(time.monotonic() - started, 3)
+        except Exception as exc:  # storage down: keep the flush and its offsets, retry
+            what = f"writing offsets {flush.first}..{flush.last} of partition {flush.partition}"
+            self._failed(what, exc)
+            return
+        self.pending = [f for f in self.pending if f is not flush]
+        self.gate.succeeded()
+        self.stats["files"] += len(written.keys)
+        self.stats["rows"] += written.rows
+        self.stats["bytes"] += written.bytes
+        self.stats["rejected"] += len(written.rejected)
+        self.stats["flushes"] += 1
+        self.stats["last_flush_at"] = time.time()
+        self.stats["last_flush_seconds"] = round(time.monotonic() - started, 3)
 
     def _failed(self, what: str, exc: Exception) -> None:
         self.stats["failures"] += 1
-        delay = self.backoff.failed()
+        delay = self.gate.failed()
         log.warning("%s: %s failed (%s); retrying in %.0f s", self.dataset.name, what, exc, delay)
 
     def _dead_letter(self, partition: int, item: bytes, reason: str) -> None:
@@ -277,6 +299,7 @@ class LakeConsumer(Service, ConsumerRebalanceListener):
         self._consumer: AIOKafkaConsumer | None = None
         self._committed: dict[TopicPartition, int] = {}
         self._drained = asyncio.Event()
+        self._commit_at = 0.0
 
     @property
     def held_bytes(self) -> int:
@@ -333,8 +356,9 @@ class LakeConsumer(Service, ConsumerRebalanceListener):
                             consumer.seek(tp, message.offset)  # read again once it answers
                             break
                 for sink in self.sinks.values():
-                    await sink.flush_due()
-                await self._commit()
+                    sink.flush_due()
+                if time.monotonic() >= self._commit_at:
+                    await self._commit()
             for sink in self.sinks.values():
                 await sink.flush_all()
             await self._commit()
@@ -357,6 +381,7 @@ class LakeConsumer(Service, ConsumerRebalanceListener):
         self.paused = full
 
     async def _commit(self) -> None:
+        self._commit_at = time.monotonic() + _COMMIT_SECONDS
         offsets = {}
         for topic, sink in self.sinks.items():
             for partition, offset in sink.safe_offsets().items():
@@ -371,3 +396,5 @@ class LakeConsumer(Service, ConsumerRebalanceListener):
 
 #: Messages one poll hands over at most: what a full sink can take in past its limit.
 _POLL_RECORDS = 1000
+#: Commits at most this often (a crash replays at most this much more).
+_COMMIT_SECONDS = 1.0
