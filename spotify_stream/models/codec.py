@@ -162,7 +162,42 @@ def encoded_records_in(
     name, record = decode_any(data, as_written)
     if name != "Batch":
         return [(name, record, data)]
-    return [(*decode_any(item, as_written), item) for item in record["records"]]
+    items = record["records"]
+    if as_written and len(items) >= _BLOCK_MIN:
+        read = _read_as_block(items)
+        if read is not None:
+            return read
+    return [(*decode_any(item, as_written), item) for item in items]
+
+
+#: Batches this long or longer are read as one block (``models.block``: 2.8 us a
+#: Track with the dicts built, against 7.3 us one by one).
+_BLOCK_MIN = 64
+
+
+def _read_as_block(items: list[bytes]) -> list[tuple[str, dict[str, Any], bytes]] | None:
+    """Items all of one current schema without enums (whose values as written are its
+    plain values), read as one block; None otherwise, or when the block cannot be
+    read: the caller then decodes them one by one, naming the bad ones."""
+    from spotify_stream.models.block import BlockError, has_enums, read_block
+
+    header = items[0][:HEADER_SIZE]
+    name = _SHORT_NAMES.get(header[2:])
+    if name is None or any(item[:HEADER_SIZE] != header for item in items):
+        return None
+    codec = codec_for(name)
+    if header[2:] != codec.fingerprint or has_enums(codec.schema):
+        return None
+    try:
+        table = read_block(items, name)
+    except BlockError:
+        return None
+    names = table.column_names
+    columns = [column.to_pylist() for column in table.columns]
+    return [
+        (name, dict(zip(names, row, strict=True)), item)
+        for row, item in zip(zip(*columns, strict=True), items, strict=True)
+    ]
 
 
 def body_if_current(name: str, encoded: bytes) -> bytes | None:

@@ -1,48 +1,29 @@
-"""Encoded records of one dataset to an Arrow table, decoded outside the GIL.
+"""Encoded records of one dataset to an Arrow table of its lake schema.
 
 A flush holds messages as they came (single-object Avro). Decoding them one
 by one with fastavro (26 us an EnrichedTrack, plus 5 us for
 ``Table.from_pylist``) would cost more than the enrichment itself, on the
 event loop's thread. Instead, the bodies written with the current schema are
-laid end to end as one block of an Avro container and decoded by polars'
-Avro reader in Rust (1.4 us a record, with the GIL released), then converted
-to the dataset's Arrow schema (``models.arrow``).
-
-polars reads the container with a plain copy of the schema: logical types
-as their Avro values and enums as their index (the same binary encoding),
-turned into timestamps, dates and symbols here, with Arrow. The block ends
-with the first body once more; reading it back equal to the first row proves
-every body decoded to exactly its own length (a body with bytes left over
-would shift everything after it). Anything else (records of an older writer
-schema, or a block polars cannot read) takes fastavro, one record at a time,
-where a body that does not decode is named and the rest is kept.
+read as one block (``models.block``, polars in Rust, the GIL released) and
+converted to the dataset's Arrow schema (``models.arrow``): timestamps, dates
+and enum symbols rebuilt with Arrow. Anything else (records of an older
+writer schema, or a block that cannot be read) takes fastavro, one record at
+a time, where a body that does not decode is named and the rest is kept.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import fastavro
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from spotify_stream.models import SCHEMAS, codec_for
+from spotify_stream.models.block import BlockError, read_block
 from spotify_stream.models.codec import HEADER_SIZE, DecodeError
 from spotify_stream.sink.parquet import schema_of, to_table
-
-_SYNC = b"spotify-stream\x00\x00"  # the container's 16-byte sync marker
-#: What a block polars cannot read raises (a Rust panic is a BaseException).
-_UNREADABLE = (
-    pl.exceptions.PolarsError,
-    pl.exceptions.PanicException,
-    OSError,
-    ValueError,
-    pa.ArrowException,
-)
 
 
 @dataclass
@@ -60,7 +41,7 @@ def decode(items: Sequence[bytes], record: str) -> Decoded:
     if fast:
         try:
             decoded = Decoded(_read_block([items[i] for i in fast], record), fast)
-        except _UNREADABLE:
+        except (BlockError, pa.ArrowException):  # an enum index out of range, say
             decoded = None
     if decoded is not None and len(fast) == len(items):
         return decoded
@@ -74,19 +55,7 @@ def decode(items: Sequence[bytes], record: str) -> Decoded:
 
 
 def _read_block(items: list[bytes], record: str) -> pa.Table:
-    header, schema = _container(record)
-    bodies = [memoryview(item)[HEADER_SIZE:] for item in items]
-    bodies.append(bodies[0])  # read back equal to row 0 only if every body was whole
-    data = b"".join(bodies)
-    block = io.BytesIO()
-    fastavro.schemaless_writer(block, "long", len(bodies))
-    fastavro.schemaless_writer(block, "long", len(data))
-    frame = pl.read_avro(io.BytesIO(b"".join((header, block.getvalue(), data, _SYNC))))
-    plain = frame.to_arrow()
-    if plain.num_rows != len(bodies) or not plain.slice(0, 1).equals(plain.slice(len(items), 1)):
-        raise ValueError("a body did not decode to exactly its own length")
-    plain = plain.slice(0, len(items))
-    target = schema_of(record)
+    plain, schema, target = read_block(items, record), SCHEMAS[record], schema_of(record)
     return pa.Table.from_arrays(
         [
             _convert(plain.column(f.name).combine_chunks(), avro["type"], f.type)
@@ -109,31 +78,6 @@ def _one_by_one(items: Sequence[bytes], indices: Sequence[int], record: str) -> 
     unfit = {position for position, _ in misfits}
     failed += [(rows[position], reason) for position, reason in misfits]
     return Decoded(table, [r for p, r in enumerate(rows) if p not in unfit], failed)
-
-
-_CONTAINERS: dict[str, tuple[bytes, dict[str, Any]]] = {}
-
-
-def _container(record: str) -> tuple[bytes, dict[str, Any]]:
-    """The header of an Avro container of ``record`` in its plain form (cached)."""
-    cached = _CONTAINERS.get(record)
-    if cached is None:
-        schema = SCHEMAS[record]
-        out = io.BytesIO()
-        fastavro.writer(out, _plain(schema), [], sync_marker=_SYNC)
-        cached = _CONTAINERS[record] = (out.getvalue().removesuffix(_SYNC) + _SYNC, schema)
-    return cached
-
-
-def _plain(schema: Any) -> Any:
-    """``schema`` with logical types dropped and enums read as their index."""
-    if isinstance(schema, list):
-        return [_plain(branch) for branch in schema]
-    if not isinstance(schema, dict):
-        return schema
-    if schema.get("type") == "enum":
-        return "int"
-    return {k: _plain(v) for k, v in schema.items() if k != "logicalType"}
 
 
 def _convert(array: pa.Array, avro_type: Any, target: pa.DataType) -> pa.Array:

@@ -200,3 +200,19 @@ def test_as_written_keeps_logical_types_as_their_avro_values():
     }
     # and encodes back to the same bytes
     assert album.encode(plain) == data
+
+
+@pytest.mark.parametrize("record", ["Track", "AudioFeatures", "Play", "Artist"])
+def test_a_long_batch_read_as_one_block_gives_what_fastavro_gives(record):
+    import random
+
+    from spotify_stream.models.codec import decode_any, encoded_records_in
+    from tests.sink.test_decode import random_value
+
+    rng = random.Random(3)
+    items = [codec_for(record).encode(random_value(rng, SCHEMAS[record])) for _ in range(200)]
+    one_by_one = [(*decode_any(item, as_written=True), item) for item in items]
+    assert encoded_records_in(encode_batch(items), as_written=True) == one_by_one
+    # a body with bytes left over: the block is refused, and one by one names it
+    with pytest.raises(DecodeError, match="bytes after the record"):
+        encoded_records_in(encode_batch([*items[:50], items[50] + b"\x00", *items[51:]]), True)
