@@ -26,7 +26,8 @@ sink has joined its group, plays simulated at 2,000/s for ``--freshness``
 seconds; the bench lists the lake every 0.1 s and takes, for every play, the
 time from its ``played_at`` to its object's first sighting.
 
-    python -m bench pipeline [--tracks 50000] [--batch 2000] [--repeat 3] [--freshness 150]
+    python -m bench pipeline [--tracks 50000] [--batch 2000] [--repeat 3] [--forms one,batch]
+                             [--freshness 150]
 """
 
 from __future__ import annotations
@@ -208,6 +209,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2000, help="records per Batch message")
     parser.add_argument("--repeat", type=int, default=3, help="runs per input form")
     parser.add_argument(
+        "--forms",
+        default="one,batch",
+        help="input forms to time: one (record per message), batch, or both",
+    )
+    parser.add_argument(
         "--freshness", type=float, default=150, help="seconds of plays for the freshness run"
     )
     args = parser.parse_args()
@@ -215,10 +221,11 @@ def main() -> None:
         data = Path(tmp) / "data"
         generate(data, args.tracks, seed=1)
         rows = []
-        for label, per_message in (
-            ("one record per message", 1),
-            (f"Batch of {args.batch}", args.batch),
-        ):
+        forms = {
+            "one": ("one record per message", 1),
+            "batch": (f"Batch of {args.batch}", args.batch),
+        }
+        for label, per_message in (forms[name] for name in args.forms.split(",")):
             runs: dict[str, list[float]] = {"raw": [], "core": [], "enrich": [], "lake": []}
             for i in range(args.repeat):
                 for lake in (False, True):
