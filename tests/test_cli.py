@@ -75,17 +75,15 @@ def test_generate_writes_the_kaggle_files(tmp_path):
 @pytest.mark.slow
 def test_demo_runs_to_its_summary(tmp_path):
     port = free_port()
-    proc = run(
-        "demo",
-        "--tracks",
-        "500",
-        "--duration",
-        "1",
-        cwd=tmp_path,
-        env={"SPOTIFY_STREAM_WEB_PORT": str(port)},
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
+
+    def demo(duration: str) -> subprocess.CompletedProcess:
+        env = {"SPOTIFY_STREAM_WEB_PORT": str(port)}
+        proc = run("demo", "--tracks", "500", "--duration", duration, cwd=tmp_path, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr
+        return proc
+
+    proc = demo("1")
     assert "spotify.tracks         │      500" in proc.stdout
     assert "plays to spotify.plays" in proc.stdout
     assert "enriched tracks emitted: 500 (0 incomplete" in proc.stdout
@@ -100,15 +98,6 @@ def test_demo_runs_to_its_summary(tmp_path):
         rows = pq.read_table(lake / dataset).num_rows
         assert rows > 0 and re.search(rf"{dataset}\s+│\s+\d+\s+│\s+{rows:,}\b", proc.stdout)
     # A second run starts the lake afresh (its broker does): still 500 tracks, not 1,000.
-    again = run(
-        "demo",
-        "--tracks",
-        "500",
-        "--duration",
-        "0",
-        cwd=tmp_path,
-        env={"SPOTIFY_STREAM_WEB_PORT": str(port)},
-    )
-    assert again.returncode == 0, again.stderr
+    again = demo("0")
     assert "cleared the lake of an earlier demo run" in again.stdout
     assert pq.read_table(lake / "tracks_enriched").num_rows == 500

@@ -20,10 +20,13 @@ partition while the sink holds ``sink_max_memory`` message bytes or more,
 and resumes by itself once the flushes land. On a clean stop the sink writes
 what it holds and commits it.
 
-Malformed messages on these topics are dead-lettered by the agents that own
-them (or cannot exist: our own outputs); the sink counts and skips them.
-Records the lake cannot hold (not fitting the Parquet schema, or an event
-time outside the years of the ``dt=`` folders) are dead-lettered here.
+Messages without a readable header, or holding another record type, are
+dead-lettered by the agents that own the topic (or cannot exist: our own
+outputs); the sink counts and skips them. Records the lake cannot hold (a
+body that does not decode, a record not fitting the Parquet schema, an event
+time outside the years of the ``dt=`` folders) are dead-lettered here, with
+reason ``not_parquet``: a corrupt body on an input topic gets a letter from
+its agent too.
 """
 
 from __future__ import annotations
