@@ -13,7 +13,7 @@ import click
 
 from spotify_stream import __version__
 from spotify_stream.errors import UserError
-from spotify_stream.runtime import run_async
+from spotify_stream.runtime import run_async, tune_gc
 from spotify_stream.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -228,6 +228,7 @@ def worker(faust_args: tuple[str, ...]) -> None:
         run_async(lambda _stop: check_lake(settings))
     from spotify_stream.app import app
 
+    tune_gc()
     sys.argv = ["spotify-stream worker", "worker", *faust_args]
     app.main()
 

@@ -39,6 +39,8 @@ from spotify_stream.tables.partitioned import PartitionedTable
 log = logging.getLogger(__name__)
 
 TRACK_FIELDS = [f["name"] for f in SCHEMAS["Track"]["fields"]]
+#: What the join reads of a track as it arrives: it copies the rest encoded.
+JOIN_FIELDS = ("track_id", "album_id", "artist_id", "updated_at")
 _NOT_FEATURES = {"track_id", "duration_ms", "updated_at"}
 FEATURE_FIELDS = [
     f["name"] for f in SCHEMAS["AudioFeatures"]["fields"] if f["name"] not in _NOT_FEATURES
@@ -162,7 +164,9 @@ class Enricher:
                 )
             elif message.topic == topics.TRACKS.name:
                 # Tracks keep updated_at in ms: the join only compares it.
-                tracks = pipeline.encoded_records(event, "Track", "track_id", as_written=True)
+                tracks = pipeline.encoded_records(
+                    event, "Track", "track_id", as_written=True, fields=JOIN_FIELDS
+                )
                 await self.on_tracks(partition, tracks)
             else:
                 for features in pipeline.records(event, "AudioFeatures", "track_id"):
@@ -267,6 +271,7 @@ class Enricher:
             # part's own replay retries the track; emitting now would step back.
             self._stats["held_back"] += 1
             return
+        # (a track of an older schema came decoded whole: its part is encoded anew)
         track_part = body_if_current("Track", encoded) if encoded else None
         body = b"".join(
             (

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -108,19 +108,26 @@ class Pipeline:
         return [record for record, _ in self.encoded_records(event, expected, key_field)]
 
     def encoded_records(
-        self, event: EventT, expected: str, key_field: str, as_written: bool = False
+        self,
+        event: EventT,
+        expected: str,
+        key_field: str,
+        as_written: bool = False,
+        fields: Sequence[str] | None = None,
     ) -> list[tuple[Record, bytes]]:
         """The valid records of one message, each with its own encoding; the others go
         to the dead-letter topic.
 
         Valid: decodable, of the topic's record type, with an id, and in the
         partition its id hashes to (co-partitioned joins depend on it).
-        ``as_written``: logical types as Avro values (see ``AvroCodec``).
+        ``as_written``: logical types as Avro values (see ``AvroCodec``);
+        ``fields``: the fields the caller reads (``encoded_records_in``), with
+        ``key_field``.
         """
         message = event.message
         value = message.value or b""
         try:
-            decoded = encoded_records_in(value, as_written)
+            decoded = encoded_records_in(value, as_written, fields)
         except DecodeError as exc:
             self.stats.consumed(message.topic, message.partition, message.offset, 0)
             self.dead_letter(event, Reason.UNDECODABLE, str(exc))

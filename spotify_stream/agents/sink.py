@@ -46,7 +46,8 @@ from spotify_stream.agents.pipeline import Pipeline
 from spotify_stream.ingest.catalog import dead_letter
 from spotify_stream.ingest.reasons import Reason
 from spotify_stream.kafka import client_kwargs
-from spotify_stream.models.codec import DecodeError, items_in, record_name
+from spotify_stream.models import codec_for
+from spotify_stream.models.codec import MAGIC, DecodeError, items_in, record_name
 from spotify_stream.settings import Settings
 from spotify_stream.sink.buffer import Flush, Limits, PartitionBuffer
 from spotify_stream.sink.objects import CURATED, flushes_after
@@ -127,6 +128,7 @@ class LakeSink:
         self.pending: list[Flush] = []  # taken, not yet written (some being written)
         self._writing: dict[int, asyncio.Task[None]] = {}  # id(flush) -> its write
         self._next: dict[int, int] = {}  # partition -> offset after the last message read
+        self._header = MAGIC + codec_for(dataset.topic.record).fingerprint
         self.stats: dict[str, Any] = dict.fromkeys(
             ("read", "files", "rows", "bytes", "flushes", "failures", "skipped", "rejected"), 0
         ) | {"last_flush_at": None, "last_flush_seconds": None}
@@ -152,26 +154,31 @@ class LakeSink:
             self._next.pop(partition, None)
         self.pending = [f for f in self.pending if f.partition not in partitions]
 
-    async def add(self, message: ConsumerRecord) -> None:
-        """Take one message; raises ``StorageDown`` (having taken nothing) when the
-        partition's buffer must first be recovered from a lake that does not answer."""
-        partition, offset = message.partition, message.offset
+    async def add(self, partition: int, messages: list[ConsumerRecord]) -> None:
+        """Take messages of one partition, in order; raises ``StorageDown`` (having
+        taken nothing) when the partition's buffer must first be recovered from a
+        lake that does not answer."""
         buffer = self.buffers.get(partition)
         if buffer is None:
-            buffer = self.buffers[partition] = await self._recover(partition, offset)
-        items = self._items(message.value or b"")
-        if items and buffer.cut_before(offset):
-            self._flush(buffer)
-        now = time.monotonic()
-        for item in items:
-            buffer.add(offset, item, now)
-        self.stats["read"] += len(items)
-        self._next[partition] = offset + 1
-        if buffer.due(now):
-            self._flush(buffer)
+            buffer = self.buffers[partition] = await self._recover(partition, messages[0].offset)
+        now, read = time.monotonic(), 0
+        for message in messages:
+            offset = message.offset
+            items = self._items(message.value or b"")
+            if items and buffer.cut_before(offset):
+                self._flush(buffer)
+            for item in items:
+                buffer.add(offset, item, now)
+            read += len(items)
+            if buffer.due(now):
+                self._flush(buffer)
+        self.stats["read"] += read
+        self._next[partition] = messages[-1].offset + 1
 
     def _items(self, value: bytes) -> list[bytes]:
         """This dataset's records in a message, still encoded; others counted as skipped."""
+        if value.startswith(self._header):  # one record of the current schema
+            return [value]
         try:
             items = items_in(value)
         except DecodeError:
@@ -351,13 +358,10 @@ class LakeConsumer(Service, ConsumerRebalanceListener):
                 self._bound_memory(consumer)
                 batches = await consumer.getmany(timeout_ms=500, max_records=_POLL_RECORDS)
                 for tp, messages in batches.items():
-                    sink = self.sinks[tp.topic]
-                    for message in messages:
-                        try:
-                            await sink.add(message)
-                        except StorageDown:
-                            consumer.seek(tp, message.offset)  # read again once it answers
-                            break
+                    try:
+                        await self.sinks[tp.topic].add(tp.partition, messages)
+                    except StorageDown:
+                        consumer.seek(tp, messages[0].offset)  # read again once it answers
                 for sink in self.sinks.values():
                     sink.flush_due()
                 if time.monotonic() >= self._commit_at:

@@ -33,12 +33,15 @@ class BlockError(ValueError):
     """The bodies cannot all be read as one block."""
 
 
-def read_block(items: Sequence[bytes], record: str) -> pa.Table:
+def read_block(
+    items: Sequence[bytes], record: str, columns: Sequence[str] | None = None
+) -> pa.Table:
     """``items``, single-object encodings of the current ``record`` schema, as a table
-    of plain Avro values (logical types as written, enums as their index)."""
+    of plain Avro values (logical types as written, enums as their index); only
+    ``columns`` when given (every body is still read whole)."""
     import polars as pl  # a heavy import that most commands never need
 
-    bodies = [memoryview(item)[HEADER_SIZE:] for item in items]
+    bodies = [item[HEADER_SIZE:] for item in items]
     bodies.append(bodies[0])  # read back equal to row 0 only if every body was whole
     data = b"".join(bodies)
     block = io.BytesIO()
@@ -46,7 +49,9 @@ def read_block(items: Sequence[bytes], record: str) -> pa.Table:
     fastavro.schemaless_writer(block, "long", len(data))
     container = b"".join((_header(record), block.getvalue(), data, _SYNC))
     try:
-        plain = pl.read_avro(io.BytesIO(container)).to_arrow()
+        plain = pl.read_avro(
+            io.BytesIO(container), columns=list(columns) if columns else None
+        ).to_arrow()
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError, ValueError) as exc:
         raise BlockError(str(exc)) from None
     if plain.num_rows != len(bodies) or not plain.slice(0, 1).equals(plain.slice(len(items), 1)):

@@ -36,12 +36,15 @@ async def seek_streams(app: Any, streams: set[TP]) -> None:
 
     The offsets come from a client of our own: the consumer thread's
     ``seek_to_committed`` now and then took over 20 s on the embedded broker.
+    The seeks run on the consumer's thread (``seek_wait``): Faust's ``seek``
+    runs aiokafka's on the caller's, and removing fetched records there while
+    the consumer thread drains them crashed the worker with a ``KeyError`` in
+    aiokafka's ``fetched_records``.
     """
     starts = await start_offsets(
         app.pipeline.settings, app.conf.id, (TopicPartition(*tp) for tp in streams)
     )
-    for tp, offset in starts.items():
-        await app.consumer.seek(tp, offset)  # Faust's too: reads again from here
+    await app.consumer.seek_wait({TP(*tp): offset for tp, offset in starts.items()})
 
 
 class Recovery(FaustRecovery):
