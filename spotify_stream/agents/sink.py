@@ -195,6 +195,11 @@ class LakeSink:
             self.stats["skipped"] += 1
         return ours
 
+    def next_window_end(self) -> float | None:
+        """When the first of this dataset's buffers reaches its window; None if all are empty."""
+        ends = [e for b in self.buffers.values() if (e := b.window_ends) is not None]
+        return min(ends, default=None)
+
     def flush_due(self) -> None:
         """Retry unwritten flushes, then flush the buffers whose window has passed."""
         self._start_writes()
@@ -356,7 +361,9 @@ class LakeConsumer(Service, ConsumerRebalanceListener):
         try:
             while not self.should_stop:
                 self._bound_memory(consumer)
-                batches = await consumer.getmany(timeout_ms=500, max_records=_POLL_RECORDS)
+                batches = await consumer.getmany(
+                    timeout_ms=self._poll_timeout_ms(), max_records=_POLL_RECORDS
+                )
                 for tp, messages in batches.items():
                     try:
                         await self.sinks[tp.topic].add(tp.partition, messages)
@@ -371,6 +378,14 @@ class LakeConsumer(Service, ConsumerRebalanceListener):
             await self._commit()
         finally:
             self._drained.set()
+
+    def _poll_timeout_ms(self) -> int:
+        """Wait for messages at most until the next window closes (an idle topic's
+        last buffer is written on time, not up to a poll later)."""
+        ends = [e for sink in self.sinks.values() if (e := sink.next_window_end()) is not None]
+        if not ends:
+            return _POLL_MS
+        return max(0, min(_POLL_MS, int((min(ends) - time.monotonic()) * 1000) + 1))
 
     def _bound_memory(self, consumer: AIOKafkaConsumer) -> None:
         """Pause every partition while the sinks hold too much; resume when they do not."""
@@ -403,5 +418,7 @@ class LakeConsumer(Service, ConsumerRebalanceListener):
 
 #: Messages one poll hands over at most: what a full sink can take in past its limit.
 _POLL_RECORDS = 1000
+#: The longest wait for messages (shorter when a window closes sooner).
+_POLL_MS = 500
 #: Commits at most this often (a crash replays at most this much more).
 _COMMIT_SECONDS = 1.0

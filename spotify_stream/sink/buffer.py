@@ -81,6 +81,14 @@ class PartitionBuffer:
         self._items.append(item)
         self._bytes += len(item)
 
+    @property
+    def window_ends(self) -> float | None:
+        """When the window of the oldest record held closes; None when empty or
+        replaying (a replayed flush ends at its offsets, not in time)."""
+        if self._first is None or self.replay:
+            return None
+        return self._opened_at + self.limits.window
+
     def due(self, now: float) -> bool:
         if self._first is None:
             return False

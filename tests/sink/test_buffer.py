@@ -35,6 +35,9 @@ def test_rows_bytes_and_window_cut_the_buffer():
     idle = PartitionBuffer("plays", 0, LIMITS)
     assert feed(idle, [0], now=100.0) == []
     assert not idle.due(159.9) and idle.due(160.0)  # the first record waited a window
+    assert idle.window_ends == 160.0  # the sink polls no longer than that
+    idle.take()
+    assert idle.window_ends is None
 
 
 def test_after_a_crash_the_begun_flushes_are_cut_again_at_the_same_offsets():
@@ -49,5 +52,7 @@ def test_after_a_crash_the_begun_flushes_are_cut_again_at_the_same_offsets():
 
 def test_a_replayed_range_with_a_gap_at_its_end_keeps_its_name():
     buffer = PartitionBuffer.recovering("plays", 0, LIMITS, [(100, 105)])
-    assert feed(buffer, [100, 101, 107]) == [(100, 105, [100, 101])]
+    assert feed(buffer, [100, 101]) == []
+    assert buffer.window_ends is None  # it ends at its offsets, whenever they come
+    assert feed(buffer, [107]) == [(100, 105, [100, 101])]
     assert not buffer.replay and buffer.rows == 1
