@@ -11,14 +11,6 @@ the same objects (no duplicate rows). A partition's buffer is created on its
 first message after an assignment, from the names of the objects already in
 the lake (``PartitionBuffer.recovering``).
 
-The sink runs on a thread and event loop of its own (``ServiceThread``, as
-Faust runs its consumer). On the worker's loop its fetches waited behind the
-agents' steps: during a backlog it read a third as fast as the enrichment
-wrote and caught up only afterwards (500,000 tracks: the last object landed
-1.7 s after the last track was enriched; on its own thread, 1.2 s, the 1 s
-window included). Dead letters and their commit point still go through the
-pipeline, on the worker's loop.
-
 Records are held as they came (encoded); a flush is written by a task of its
 own (two at once), decoded and encoded in a thread, while the loop goes on
 reading. While storage is down, flushes wait and are retried with one backoff
@@ -42,14 +34,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from mode import Service
-from mode.threads import ServiceThread
 
 from spotify_stream import topics
 from spotify_stream.agents.pipeline import Pipeline
@@ -139,17 +129,14 @@ class LakeSink:
         self._writing: dict[int, asyncio.Task[None]] = {}  # id(flush) -> its write
         self._next: dict[int, int] = {}  # partition -> offset after the last message read
         self._header = MAGIC + codec_for(dataset.topic.record).fingerprint
-        self.worker_loop: asyncio.AbstractEventLoop | None = None  # the pipeline's loop
         self.stats: dict[str, Any] = dict.fromkeys(
             ("read", "files", "rows", "bytes", "flushes", "failures", "skipped", "rejected"), 0
         ) | {"last_flush_at": None, "last_flush_seconds": None}
 
     @property
     def held_bytes(self) -> int:
-        """Message bytes held in memory: buffered, or taken and not yet written (read
-        from other threads too: the containers are copied in one step first)."""
-        buffers, pending = list(self.buffers.values()), list(self.pending)
-        return sum(b.bytes for b in buffers) + sum(f.bytes for f in pending)
+        """Message bytes held in memory: buffered, or taken and not yet written."""
+        return sum(b.bytes for b in self.buffers.values()) + sum(f.bytes for f in self.pending)
 
     def safe_offsets(self) -> dict[int, int]:
         """partition -> the offset to commit: nothing before it is only in memory."""
@@ -277,8 +264,10 @@ class LakeSink:
             written = await self.writer.write(
                 flush, self.dataset.topic.record, self.dataset.event_time
             )
-            if written.rejected:  # durable before the offsets move
-                await self._on_worker_loop(self._dead_letters(flush.partition, written.rejected))
+            for item, reason in written.rejected:
+                self._dead_letter(flush.partition, item, reason)
+            if written.rejected:
+                await self.pipeline.commit_point()  # dead letters durable before the offsets move
         except Exception as exc:  # storage down: keep the flush and its offsets, retry
             what = f"writing offsets {flush.first}..{flush.last} of partition {flush.partition}"
             self._failed(what, exc)
@@ -298,36 +287,27 @@ class LakeSink:
         delay = self.gate.failed()
         log.warning("%s: %s failed (%s); retrying in %.0f s", self.dataset.name, what, exc, delay)
 
-    async def _dead_letters(self, partition: int, rejected: list[tuple[bytes, str]]) -> None:
-        for item, reason in rejected:
-            letter = dead_letter(
-                Reason.NOT_PARQUET,
-                reason,
-                self.dataset.topic.name,
-                item,
-                self.pipeline.settings.deadletter_max_raw_bytes,
-                partition=partition,
-            )
-            self.pipeline.queue_dead_letter(f"{self.dataset.name}:{partition}".encode(), letter)
-        await self.pipeline.commit_point()
-
-    async def _on_worker_loop(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        """Run ``coroutine`` on the worker's event loop (the pipeline's producer is there)."""
-        assert self.worker_loop is not None, "set by LakeConsumer"
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self.worker_loop))
+    def _dead_letter(self, partition: int, item: bytes, reason: str) -> None:
+        letter = dead_letter(
+            Reason.NOT_PARQUET,
+            reason,
+            self.dataset.topic.name,
+            item,
+            self.pipeline.settings.deadletter_max_raw_bytes,
+            partition=partition,
+        )
+        self.pipeline.queue_dead_letter(f"{self.dataset.name}:{partition}".encode(), letter)
 
 
 #: How long a clean stop waits for the last flushes (storage may be down).
 _DRAIN_SECONDS = 30.0
 
 
-class LakeConsumer(ServiceThread, ConsumerRebalanceListener):
+class LakeConsumer(Service, ConsumerRebalanceListener):
     """The sink's consumer group: reads every dataset topic, feeds the sinks, commits."""
 
     def __init__(self, settings: Settings, sinks: dict[str, LakeSink], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        for sink in sinks.values():
-            sink.worker_loop = self.parent_loop
         self.settings = settings
         self.sinks = {sink.dataset.topic.name: sink for sink in sinks.values()}
         self.paused = False
@@ -352,7 +332,7 @@ class LakeConsumer(ServiceThread, ConsumerRebalanceListener):
         await self._consumer.start()
         self._consumer.subscribe(list(self.sinks), listener=self)
 
-    async def on_thread_stop(self) -> None:
+    async def on_stop(self) -> None:
         try:  # the read loop ends within one poll, writes what it holds and commits it
             await asyncio.wait_for(self._drained.wait(), _DRAIN_SECONDS)
         except TimeoutError:
