@@ -16,6 +16,7 @@ from mode import CrashingSupervisor
 
 from spotify_stream import topics
 from spotify_stream.agents import popularity
+from spotify_stream.agents.clustering import ModelHolder, Trainer
 from spotify_stream.agents.enrichment import Enricher
 from spotify_stream.agents.pipeline import Pipeline
 from spotify_stream.agents.sink import DATASETS, LakeConsumer, LakeSink, WriteGate
@@ -94,12 +95,17 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
 
     dimensions = DimensionStore(settings.data_dir / "dimensions", settings.dimension_cache)
     leaderboard = Leaderboard()
-    enricher = Enricher(pipeline, dimensions, features, pending, enriched)
+    models = ModelHolder()
+    enricher = Enricher(pipeline, dimensions, features, pending, enriched, models)
     windows = popularity.PopularityWindows(pipeline, panes, window_specs(settings))
+
+    models_topic = pipeline.internal(topics.CLUSTER_MODELS)
 
     def apply(topic: str, value: bytes | None) -> None:
         if topic == topics.POPULARITY.name:
             leaderboard.apply_message(value)
+        elif topic == models_topic:
+            models.apply_message(value)
         else:
             dimensions.apply_message(topic, value)
 
@@ -107,10 +113,11 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
         for kind, ids in dimensions.take_changes().items():
             if ids:
                 await enricher.on_dimensions(kind, ids)
+        await enricher.label()
 
     app.reader = BroadcastReader(
         settings,
-        [*(t.name for t in KINDS.values()), topics.POPULARITY.name],
+        [*(t.name for t in KINDS.values()), topics.POPULARITY.name, models_topic],
         apply,
         after_batch,
     )
@@ -165,6 +172,23 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
     @agent(source(pipeline.internal(topics.CONTRIBUTIONS)))
     async def popularity_windows(stream: faust.StreamT) -> None:
         await pipeline.run_agent(stream, windows.handle)
+
+    training_topic = pipeline.internal(topics.CLUSTER_TRAINING)
+    trainer = Trainer(
+        pipeline,
+        models,
+        app.reader.caught_up,
+        # the consumer's own assignment: Faust's assignor lists no actives for this topic
+        lambda: any(tp.topic == training_topic for tp in app.consumer.assignment()),
+    )
+
+    @agent(source(training_topic))
+    async def train_clusters(stream: faust.StreamT) -> None:
+        await pipeline.run_agent(stream, trainer.handle)
+
+    @app.timer(settings.cluster_publish_seconds)
+    async def publish_clusters() -> None:
+        await trainer.tick()
 
     @app.timer(max(0.5, min(settings.join_max_wait / 4, 5.0)))
     async def expire_joins() -> None:

@@ -93,20 +93,23 @@ async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProduc
     return producer
 
 
-async def ensure_topics(settings: Settings, names: Iterable[str]) -> dict[str, int]:
-    """Create missing topics with the configured partition count.
+async def ensure_topics(
+    settings: Settings, names: Iterable[str], fixed: dict[str, int] | None = None
+) -> dict[str, int]:
+    """Create missing topics with the configured partition count (``fixed``: the
+    count of topics that need another, such as the trainer's single partition).
 
     Returns the partition count of every topic. Existing topics keep theirs; a
     different count than configured is logged, never changed.
     """
-    names = list(names)
+    names, fixed = list(names), fixed or {}
     admin = AIOKafkaAdminClient(
         **client_kwargs(settings), request_timeout_ms=int(settings.connect_timeout * 1000)
     )
     await _start(admin, settings)
     try:
         response = await admin.create_topics(
-            [NewTopic(n, settings.partitions, settings.replication) for n in names]
+            [NewTopic(n, fixed.get(n, settings.partitions), settings.replication) for n in names]
         )
         for topic, code, message in response.topic_errors:
             if code not in (0, _TOPIC_EXISTS):
@@ -118,12 +121,12 @@ async def ensure_topics(settings: Settings, names: Iterable[str]) -> dict[str, i
         await _close_quietly(admin)
     counts = {d["topic"]: len(d["partitions"]) for d in described}
     for name, count in counts.items():
-        if count != settings.partitions:
+        if count != fixed.get(name, settings.partitions):
             log.warning(
                 "topic %s has %d partitions, settings say %d; keeping %d",
                 name,
                 count,
-                settings.partitions,
+                fixed.get(name, settings.partitions),
                 count,
             )
     return counts

@@ -80,6 +80,16 @@ class Settings(BaseSettings):
     worker_batch: int = Field(
         2000, ge=1, description="Most messages an agent takes from Kafka per processing step"
     )
+    cluster_k: int = Field(8, ge=2, le=100, description="Clusters of the online track model")
+    cluster_batch: int = Field(
+        500, ge=10, description="Feature rows per mini-batch of the cluster trainer"
+    )
+    cluster_warmup: int = Field(
+        1000, ge=10, description="Feature rows the trainer waits for before its first model"
+    )
+    cluster_publish_seconds: float = Field(
+        5, gt=0, description="Least seconds between published cluster model versions"
+    )
     dimension_cache: int = Field(
         200_000, ge=0, description="Decoded artists, and as many albums, kept in memory per worker"
     )

@@ -21,17 +21,24 @@ DEADLETTER = Topic("spotify.deadletter", "DeadLetter", None)  # file:line or top
 
 ENRICHED = Topic("spotify.tracks.enriched", "EnrichedTrack", "track_id")
 POPULARITY = Topic("spotify.popularity", "Popularity", None)  # entity_type:entity_id
+CLUSTERS = Topic("spotify.clusters", "ClusterProfile", None)  # model_version:cluster_id
 
 #: Input topics (producer, simulate-plays) and the dead-letter topic.
 INPUTS = (ARTISTS, ALBUMS, TRACKS, AUDIO_FEATURES, PLAYS, DEADLETTER)
 #: Every public topic.
-ALL = (*INPUTS, ENRICHED, POPULARITY)
+ALL = (*INPUTS, ENRICHED, POPULARITY, CLUSTERS)
 
 
 #: Worker-internal topics: join retries and the two popularity repartitions.
 JOIN_RETRY = "join-retry"
 PLAYS_BY_TRACK = "plays-by-track"
 CONTRIBUTIONS = "popularity-contributions"
+#: The cluster trainer's input (enriched tracks whose features joined or changed, in
+#: Batch messages) and its published model versions: one partition each, so one
+#: trainer learns from every row and every reader sees the versions in order.
+CLUSTER_TRAINING = "cluster-training"
+CLUSTER_MODELS = "cluster-models"
+SINGLE_PARTITION = (CLUSTER_TRAINING, CLUSTER_MODELS)
 #: Worker tables; each has a changelog ``<app_id>-<table>-changelog``, except
 #: ``enriched``, whose changelog is the output topic itself.
 TABLES = ("features", "pending-joins", "enriched", "popularity-panes")
@@ -46,10 +53,18 @@ def changelog(app_id: str, table: str) -> str:
     return ENRICHED.name if table == "enriched" else f"{app_id}-{table}-changelog"
 
 
+def single_partition(app_id: str) -> dict[str, int]:
+    """Topics created with one partition, whatever ``partitions`` says."""
+    return {internal(app_id, n): 1 for n in SINGLE_PARTITION}
+
+
 def worker_topics(app_id: str) -> list[str]:
     """Every topic a worker reads or writes; created before Faust subscribes."""
     return [
         *(t.name for t in ALL),
-        *(internal(app_id, n) for n in (JOIN_RETRY, PLAYS_BY_TRACK, CONTRIBUTIONS)),
+        *(
+            internal(app_id, n)
+            for n in (JOIN_RETRY, PLAYS_BY_TRACK, CONTRIBUTIONS, *SINGLE_PARTITION)
+        ),
         *(changelog(app_id, t) for t in TABLES if t != "enriched"),
     ]

@@ -22,6 +22,7 @@ DATASETS = {
     "tracks_enriched": topics.ENRICHED,
     "plays": topics.PLAYS,
     "popularity": topics.POPULARITY,
+    "clusters": topics.CLUSTERS,
 }
 
 

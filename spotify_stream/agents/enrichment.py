@@ -26,12 +26,15 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 from faust.types import EventT
 
 from spotify_stream import topics
+from spotify_stream.agents.clustering import ModelHolder
 from spotify_stream.agents.pipeline import Pipeline, Record
+from spotify_stream.ml.clustering import VECTOR, pack_vector, unpack_vectors
 from spotify_stream.models import SCHEMAS, codec_for
-from spotify_stream.models.codec import body_if_current, millis
+from spotify_stream.models.codec import body_if_current, encode_batch, millis
 from spotify_stream.models.parts import RecordParts
 from spotify_stream.tables.dimensions import DimensionStore
 from spotify_stream.tables.partitioned import PartitionedTable
@@ -66,6 +69,9 @@ ARTIST_FIELDS = {
 }
 
 _SINCE = struct.Struct(">q")
+_DISTANCE = struct.Struct("<d")
+#: Enriched tracks per Batch message to the cluster trainer.
+_TRAINING_BATCH = 1000
 
 
 def enrich(
@@ -83,6 +89,7 @@ def enrich(
     record["features_updated_at"] = features["updated_at"] if features else None
     record["missing"] = missing_parts(track, album, artist, features)
     record["complete"] = not record["missing"]
+    record["cluster_id"] = record["model_version"] = record["cluster_distance"] = None
     return record
 
 
@@ -108,6 +115,12 @@ def features_part(features: Record) -> Record:
     return part
 
 
+def encode_distance(distance: float) -> bytes:
+    """The "distance" part: Avro's ["null", "double"], branch 1 then the double, written
+    directly (fastavro took 2 us a track; ``test_enrichment`` checks the bytes agree)."""
+    return b"\x02" + _DISTANCE.pack(distance)
+
+
 #: EnrichedTrack as consecutive field groups (see ``models.parts``).
 PARTS = RecordParts(
     "EnrichedTrack",
@@ -117,6 +130,8 @@ PARTS = RecordParts(
         "artist": list(ARTIST_FIELDS),
         "features": [*FEATURE_FIELDS, "features_updated_at"],
         "status": ["complete", "missing"],
+        "cluster": ["cluster_id", "model_version"],
+        "distance": ["cluster_distance"],
     },
 )
 
@@ -129,12 +144,18 @@ class Enricher:
         features: PartitionedTable,
         pending: PartitionedTable,
         enriched: PartitionedTable,
+        models: ModelHolder,
     ) -> None:
         self.pipeline = pipeline
         self.dimensions = dimensions
-        self.features = features  # track_id -> the encoded "features" part
+        self.features = features  # track_id -> packed vector (``VECTOR``) + "features" part
         self.pending = pending  # track_id -> first seen (ms, 8 bytes) + encoded Track
         self.enriched = enriched  # track_id -> encoded EnrichedTrack, as emitted
+        self.models = models  # the newest cluster model, for tracks whose features join
+        self.training_topic = pipeline.internal(topics.CLUSTER_TRAINING)
+        self._training: list[bytes] = []  # emitted bodies for the trainer, not yet sent
+        #: tracks of this worker emitted with features but before the first model
+        self.unlabelled: set[str] = set()
         self.max_wait_ms = int(pipeline.settings.join_max_wait * 1000)
         self.retry_topic = pipeline.internal(topics.JOIN_RETRY)  # track_id -> dimension|expire
         #: kind -> dimension id -> the tracks of this worker that reference it
@@ -151,6 +172,8 @@ class Enricher:
         # kind -> id -> encoded part of the stored version (``on_dimensions`` refreshes it)
         self._dimension_parts: dict[str, dict[str, bytes]] = {"album": {}, "artist": {}}
         self._status_cache: dict[tuple[str, ...], bytes] = {}
+        self._cluster_cache: dict[tuple[int, int], bytes] = {}
+        self._no_cluster = PARTS.encode("cluster", {}) + PARTS.encode("distance", {})
 
     async def handle(self, events: Iterable[EventT]) -> None:
         pipeline = self.pipeline
@@ -171,25 +194,31 @@ class Enricher:
             else:
                 for features in pipeline.records(event, "AudioFeatures", "track_id"):
                     await self.on_features(partition, features)
+        await self._send_training()
 
     async def on_tracks(self, partition: int, tracks: list[tuple[Record, bytes]]) -> None:
         """Join the tracks of one message; their state is read in two bulk lookups."""
         keys = [track["track_id"].encode() for track, _ in tracks]
         states: Iterable[tuple[bytes | None, bytes | None]]
+        clusters: list[bytes | None]
         if len(set(keys)) < len(keys):  # a track twice: read each state after the last join
             states = (
                 (self.enriched.get(partition, k), self.features.get(partition, k)) for k in keys
             )
+            clusters = [None] * len(keys)  # each assigned by its join
         else:
-            states = zip(
-                self.enriched.get_many(partition, keys),
-                self.features.get_many(partition, keys),
-                strict=True,
+            states = list(
+                zip(
+                    self.enriched.get_many(partition, keys),
+                    self.features.get_many(partition, keys),
+                    strict=True,
+                )
             )
+            clusters = self._clusters([f if c is None else None for c, f in states])
         waiting = self.waiting
         with self.enriched.batch(partition):
-            for (track, encoded), key, (current, features) in zip(
-                tracks, keys, states, strict=True
+            for (track, encoded), key, (current, features), cluster in zip(
+                tracks, keys, states, clusters, strict=True
             ):
                 pending = self.pending.get(partition, key) if track["track_id"] in waiting else None
                 if (current is not None or pending is not None) and self._stale(
@@ -197,7 +226,9 @@ class Enricher:
                 ):
                     self._stats["stale_tracks"] += 1  # an older version arrived late: latest wins
                     continue
-                await self._join(partition, key, track, encoded, current, features, pending)
+                await self._join(
+                    partition, key, track, encoded, current, features, pending, cluster=cluster
+                )
 
     def _stale(self, track: Record, current: bytes | None, pending: bytes | None) -> bool:
         """Whether ``track`` is older than the version emitted or waiting."""
@@ -212,14 +243,14 @@ class Enricher:
         old = self.features.get(partition, key)
         if (
             old is not None
-            and self._parts.decode("features", old)["features_updated_at"] > features["updated_at"]
+            and self._features_of(old)["features_updated_at"] > features["updated_at"]
         ):
             self._stats["stale_features"] += 1
             return
-        part = self._parts.encode("features", features_part(features))
-        if part == old:
+        value = pack_vector(features) + self._parts.encode("features", features_part(features))
+        if value == old:
             return
-        await self.features.put(partition, key, part)
+        await self.features.put(partition, key, value)
         await self.rejoin(partition, features["track_id"])
 
     async def rejoin(self, partition: int, track_id: str, expire: bool = False) -> None:
@@ -248,11 +279,13 @@ class Enricher:
         features: bytes | None,
         pending: bytes | None = None,
         expire: bool = False,
+        cluster: bytes | None = None,
     ) -> None:
         """Emit the track joined with what is known, or keep it waiting.
 
         ``encoded``: the track's single-object encoding, when there is one;
-        ``current``, ``features``, ``pending``: the track's stored state.
+        ``current``, ``features``, ``pending``: the track's stored state;
+        ``cluster``: its cluster parts, when the caller assigned them in bulk.
         """
         album = self._dimension_part("album", track.get("album_id"))
         artist = self._dimension_part("artist", track.get("artist_id"))
@@ -273,18 +306,28 @@ class Enricher:
             return
         # (a track of an older schema came decoded whole: its part is encoded anew)
         track_part = body_if_current("Track", encoded) if encoded else None
+        learn = features is not None
+        if cluster is None:
+            cluster, learn = self._cluster_of(current, features)
         body = b"".join(
             (
                 self._parts.header,
                 track_part or self._parts.encode("track", track),
                 album or self._null["album"],
                 artist or self._null["artist"],
-                features or self._null["features"],
+                features[VECTOR.size :] if features else self._null["features"],
                 self._status(missing),
+                cluster,
             )
         )
+        if features is not None and self.models.model is None:
+            self.unlabelled.add(track["track_id"])  # ``label`` retries it
+        else:
+            self.unlabelled.discard(track["track_id"])
         if body != current:
             await self.enriched.put(partition, key, body)
+            if learn:
+                self._training.append(body)
             self._stats["emitted" if current is None else "re-emitted"] += 1
             if missing:
                 self._stats["emitted_incomplete"] += 1
@@ -298,6 +341,68 @@ class Enricher:
     def _stored_track(self, enriched: bytes) -> Record:
         """The track fields of an emitted record: its first part, decoded alone."""
         return self._parts.decode("track", enriched[len(self._parts.header) :])
+
+    def _features_of(self, stored: bytes) -> Record:
+        """The features part of a ``features`` table value, decoded."""
+        return self._parts.decode("features", stored[VECTOR.size :])
+
+    def _clusters(self, features: list[bytes | None]) -> list[bytes | None]:
+        """The cluster parts of tracks joining for the first time (None: not assigned
+        here), assigned in one step with the newest model."""
+        model = self.models.model
+        at = [i for i, f in enumerate(features) if f is not None]
+        parts: list[bytes | None] = [None] * len(features)
+        if model is None or not at:
+            return parts
+        vectors = unpack_vectors([features[i][: VECTOR.size] for i in at])  # type: ignore[index]
+        complete = ~np.isnan(vectors).any(axis=1)
+        labels, distances = model.assign(np.nan_to_num(vectors))  # NaN rows: not assigned
+        for i, ok, label, distance in zip(at, complete, labels, distances, strict=True):
+            if ok:
+                parts[i] = self._cluster_part(int(label), model.version, float(distance))
+        return parts
+
+    def _cluster_of(self, current: bytes | None, features: bytes | None) -> tuple[bytes, bool]:
+        """A track's cluster parts, and whether its features are new to the trainer.
+
+        Assigned when the features join or change; a re-emit for another reason keeps
+        what was emitted, so a replay after a crash emits the same record. Tracks
+        emitted before the first model are the exception: ``label`` retries them once
+        a model is known, and they are labelled then.
+        """
+        if features is None:
+            return self._no_cluster, False
+        if current is not None:
+            emitted = self._enriched.decode(current)
+            same = self._features_of(features)["features_updated_at"]
+            if emitted["features_updated_at"] == same:
+                if emitted["model_version"] is None:  # emitted before the first model
+                    (part,) = self._clusters([features])
+                    return part or self._no_cluster, False
+                part = self._cluster_part(
+                    emitted["cluster_id"], emitted["model_version"], emitted["cluster_distance"]
+                )
+                return part, False
+        (part,) = self._clusters([features])
+        return part or self._no_cluster, True
+
+    def _cluster_part(self, label: int, version: int, distance: float) -> bytes:
+        slot = (label, version)
+        part = self._cluster_cache.get(slot)
+        if part is None:
+            if len(self._cluster_cache) > 10_000:
+                self._cluster_cache.clear()
+            part = self._cluster_cache[slot] = self._parts.encode(
+                "cluster", {"cluster_id": label, "model_version": version}
+            )
+        return part + encode_distance(distance)
+
+    async def _send_training(self) -> None:
+        """Hand the trainer the tracks whose features joined or changed."""
+        bodies, self._training = self._training, []
+        for start in range(0, len(bodies), _TRAINING_BATCH):
+            chunk = bodies[start : start + _TRAINING_BATCH]
+            await self.pipeline.send(self.training_topic, None, encode_batch(chunk))
 
     def _dimension_part(self, kind: str, id_: str | None) -> bytes | None:
         """The encoded album or artist part of dimension ``id_``; None while it is unknown."""
@@ -355,6 +460,17 @@ class Enricher:
             self._stats["dimension_retries"] += sent
             await self.pipeline.commit_point()
 
+    async def label(self) -> None:
+        """Once a model is known: retry the tracks emitted before it, to label them (each
+        is re-emitted once, with its cluster)."""
+        if self.models.model is None or not self.unlabelled:
+            return
+        tracks, self.unlabelled = self.unlabelled, set()
+        for track_id in tracks:
+            await self.pipeline.send(self.retry_topic, track_id.encode(), b"dimension")
+        self._stats["label_retries"] += len(tracks)
+        await self.pipeline.commit_point()
+
     async def expire(self) -> None:
         """Send an expiry retry for every track waiting longer than join_max_wait."""
         deadline = _now_ms() - self.max_wait_ms
@@ -370,6 +486,7 @@ class Enricher:
         for tracks in self.index.values():
             tracks.clear()
         self.waiting.clear()
+        self.unlabelled.clear()
         retries = []
         for key, value in self.pending.items(partitions):
             track = self._track.decode(value[_SINCE.size :])
@@ -381,6 +498,8 @@ class Enricher:
             self._remember(record)
             if self._outdated(record):
                 retries.append(key)
+            elif record["model_version"] is None and record["features_updated_at"] is not None:
+                self.unlabelled.add(record["track_id"])
         for key in retries:
             await self.pipeline.send(self.retry_topic, key, b"dimension")
         await self.pipeline.commit_point()

@@ -49,7 +49,9 @@ class Pipeline:
 
     async def start(self, topic_names: list[str]) -> dict[str, int]:
         """Create every topic the worker uses, then its producer."""
-        partitions = await ensure_topics(self.settings, topic_names)
+        partitions = await ensure_topics(
+            self.settings, topic_names, topics.single_partition(self.settings.app_id)
+        )
         self.producer = await start_producer(self.settings)
         self.sender = PartitionedSender(self.producer, partitions)
         for table in self.tables:

@@ -69,6 +69,7 @@ DATASETS = (
     Dataset("tracks_enriched", topics.ENRICHED, "updated_at"),
     Dataset("plays", topics.PLAYS, "played_at"),
     Dataset("popularity", topics.POPULARITY, "window_start"),
+    Dataset("clusters", topics.CLUSTERS, "published_at"),
 )
 
 

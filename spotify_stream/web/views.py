@@ -1,7 +1,8 @@
 """Monitoring and lookup endpoints on the worker's Faust web server.
 
 - ``/pipeline/stats``: messages in/out and rates per topic, consumer lag per
-  partition, table sizes, pending joins, dead letters by reason, uptime.
+  partition, table sizes, pending joins, dead letters by reason, lake sink,
+  the cluster model version assigned with, uptime.
 - ``/metrics``: the same numbers in Prometheus text format.
 - ``/artists/{id}``, ``/albums/{id}``: from the worker's broadcast store (any worker).
 - ``/tracks/{id}``: the enriched track, from the worker that holds its partition.
@@ -113,6 +114,9 @@ def register(
                 for name, sink in sinks.items()
             },
             "lake_paused": lake is not None and lake.paused,
+            "cluster_model": None
+            if (model := enricher.models.model) is None
+            else {"version": model.version, "k": model.k, "rows_seen": model.rows_seen},
             "partitions": sorted(partitions),
         }
 
@@ -186,6 +190,12 @@ def register(
             yield GaugeMetricFamily(
                 f"{prefix}_pending_joins", "Tracks waiting", value=snap["pending_joins"]
             )
+            if snap["cluster_model"] is not None:
+                yield GaugeMetricFamily(
+                    f"{prefix}_cluster_model_version",
+                    "Newest cluster model version this worker assigns with",
+                    value=snap["cluster_model"]["version"],
+                )
             yield GaugeMetricFamily(
                 f"{prefix}_uptime_seconds", "Worker uptime", value=snap["uptime_seconds"]
             )

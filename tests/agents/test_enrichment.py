@@ -8,6 +8,7 @@ from spotify_stream.agents.enrichment import (
     ALBUM_FIELDS,
     ARTIST_FIELDS,
     PARTS,
+    encode_distance,
     enrich,
     features_part,
     missing_parts,
@@ -63,7 +64,19 @@ def test_enriched_bytes_from_parts_equal_encoding_the_record(present):
     ]
     encoded = codec_for("Track").encode(t)
     assert body_if_current("Track", encoded) == parts[1]
-    assert b"".join(parts) == codec_for("EnrichedTrack").encode(enrich(t, al, ar, f))
+    unassigned = PARTS.encode("cluster", {}) + PARTS.encode("distance", {})
+    codec = codec_for("EnrichedTrack")
+    assert b"".join(parts) + unassigned == codec.encode(enrich(t, al, ar, f))
+    assigned = PARTS.encode("cluster", {"cluster_id": 3, "model_version": 7}) + encode_distance(
+        1.25
+    )
+    record = enrich(t, al, ar, f) | {"cluster_id": 3, "model_version": 7, "cluster_distance": 1.25}
+    assert b"".join(parts) + assigned == codec.encode(record)
+
+
+@pytest.mark.parametrize("distance", [0.0, 1e-9, 2.5, 1234.5678])
+def test_the_distance_written_directly_is_avro(distance):
+    assert encode_distance(distance) == PARTS.encode("distance", {"cluster_distance": distance})
 
 
 def test_the_track_part_decodes_alone_from_an_enriched_record():

@@ -6,6 +6,7 @@ import pyarrow as pa
 import pytest
 
 from spotify_stream.agents.enrichment import enrich
+from spotify_stream.ml.clustering import FEATURES
 from spotify_stream.models import SCHEMAS, AvroCodec, DecodeError, codec_for
 from spotify_stream.models.arrow import arrow_schema
 from spotify_stream.models.codec import encode_batch, records_in, register_writer_schema
@@ -88,7 +89,31 @@ SAMPLES = {
 
 SAMPLES["EnrichedTrack"] = enrich(
     SAMPLES["Track"], SAMPLES["Album"], SAMPLES["Artist"], SAMPLES["AudioFeatures"]
-)
+) | {"cluster_id": 2, "model_version": 5, "cluster_distance": 0.75}
+SAMPLES["ClusterModel"] = {
+    "version": 5,
+    "k": 2,
+    "rows_seen": 1200,
+    "features": list(FEATURES),
+    "mean": [0.5] * len(FEATURES),
+    "var": [0.04] * len(FEATURES),
+    "centroids": [[-1.0] * len(FEATURES), [1.0] * len(FEATURES)],
+    "counts": [700.0, 500.0],
+    "steps": 3,
+    "published_at": NOW,
+}
+SAMPLES["ClusterProfile"] = {
+    "model_version": 5,
+    "cluster_id": 1,
+    "k": 2,
+    "published_at": NOW,
+    "size": 500,
+    **dict.fromkeys(FEATURES, 0.5),
+    "tempo": None,
+    "top_genres": ["post-rock", "ambient"],
+    "top_track_ids": ["t1"],
+    "top_track_names": [None],
+}
 SAMPLES["Popularity"] = {
     "entity_type": "genre",
     "entity_id": "post-rock",

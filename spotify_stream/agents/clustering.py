@@ -1,0 +1,188 @@
+"""The one trainer of the track clustering, and the model every worker assigns with.
+
+The enricher forwards every track whose features joined or changed (its
+enriched body, in Batch messages) to ``<app_id>-cluster-training``. That topic
+has one partition, so Faust gives it to one worker of the group: exactly one
+trainer learns (``ml.clustering.OnlineClusterer``, mini-batches of
+``cluster_batch`` rows). It publishes a version at most every
+``cluster_publish_seconds`` to ``<app_id>-cluster-models`` (one partition,
+every version kept), and with it the profile of each cluster of that version
+to ``spotify.clusters``, which the lake sink lands as the ``clusters`` dataset.
+
+Every worker's broadcast reader reads the models topic into ``ModelHolder``:
+the enricher assigns with its newest version. A trainer that starts, or takes
+the partition over after a crash, first waits for that reader, then resumes
+from the newest version: versions continue, they never restart at 1. What a
+crashed trainer had learned since its last published version is lost to the
+model (its input offsets were acknowledged): at most ``cluster_publish_seconds``
+of rows, a small perturbation of an estimate, not a gap in any output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import pyarrow as pa
+from faust.types import EventT
+
+from spotify_stream import topics
+from spotify_stream.agents.pipeline import Pipeline
+from spotify_stream.ingest.reasons import Reason
+from spotify_stream.ml.clustering import FEATURES, ClusterModel, OnlineClusterer
+from spotify_stream.ml.profiles import BOOK_SCHEMA, COLUMNS, TrackBook, feature_rows
+from spotify_stream.models import codec_for
+from spotify_stream.models.block import BlockError, read_block
+from spotify_stream.models.codec import HEADER_SIZE, DecodeError, items_in
+
+log = logging.getLogger(__name__)
+
+MODEL_KEY = b"model"
+
+
+def training_rows(items: list[bytes]) -> pa.Table:
+    """Enriched tracks (single-object encoded) as the columns the trainer reads: one
+    block read when all are of the current schema, else one by one."""
+    codec = codec_for("EnrichedTrack")
+    if all(item[2:HEADER_SIZE] == codec.fingerprint for item in items):
+        try:
+            return read_block(items, "EnrichedTrack", COLUMNS)
+        except BlockError:
+            pass  # decoded one by one below, which names the bad body
+    return pa.Table.from_pylist(
+        [{c: r.get(c) for c in COLUMNS} for r in map(codec.decode, items)],
+        schema=BOOK_SCHEMA,
+    )
+
+
+def _no_rows() -> np.ndarray:
+    return np.empty((0, len(FEATURES)))
+
+
+class ModelHolder:
+    """The newest published model version (None before the first)."""
+
+    def __init__(self) -> None:
+        self.model: ClusterModel | None = None
+        self._codec = codec_for("ClusterModel")
+
+    def apply_message(self, value: bytes | None) -> None:
+        if value is None:
+            return
+        try:
+            model = ClusterModel.from_record(self._codec.decode(value))
+        except (DecodeError, ValueError) as exc:  # only the trainer writes here
+            log.warning("skipping an unreadable cluster model: %s", exc)
+            return
+        if self.model is None or model.version > self.model.version:
+            self.model = model
+
+
+class Trainer:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        holder: ModelHolder,
+        ready: asyncio.Event,
+        owns_training: Callable[[], bool],
+    ) -> None:
+        self.pipeline = pipeline
+        self.holder = holder
+        self.ready = ready  # set once the broadcast reader has caught up
+        self.owns_training = owns_training
+        self.models_topic = pipeline.internal(topics.CLUSTER_MODELS)
+        self.clusterer: OnlineClusterer | None = None
+        self.book = TrackBook()
+        self._rows = _no_rows()  # feature rows not yet learned
+        self._changed = False
+        self._published = 0.0  # monotonic time of the last version
+        self._lock = asyncio.Lock()
+        self._model_codec = codec_for("ClusterModel")
+        self._profile_codec = codec_for(topics.CLUSTERS.record)
+
+    async def handle(self, events: Iterable[EventT]) -> None:
+        async with self._lock:
+            await self._start()
+            for event in events:
+                table = self._read(event)
+                if table is not None and table.num_rows:
+                    self.book.add(table)
+                    self._rows = np.concatenate([self._rows, feature_rows(table)])
+            batch = self.pipeline.settings.cluster_batch
+            while len(self._rows) >= batch:
+                self._fit(batch)
+            await self._publish_if_due()
+
+    def _read(self, event: EventT) -> pa.Table | None:
+        """The training rows of a message, as columns; an unreadable one is dead-lettered."""
+        message = event.message
+        try:
+            table = training_rows(items_in(message.value or b""))
+        except DecodeError as exc:
+            self.pipeline.stats.consumed(message.topic, message.partition, message.offset, 0)
+            self.pipeline.dead_letter(event, Reason.UNDECODABLE, str(exc))
+            return None
+        self.pipeline.stats.consumed(
+            message.topic, message.partition, message.offset, table.num_rows
+        )
+        return table
+
+    async def tick(self) -> None:
+        """Learn what is left of a quiet stream and publish it; forget the model when the
+        training partition went to another worker (its trainer resumes from the topic)."""
+        async with self._lock:
+            if self.clusterer is None:
+                return
+            if not self.owns_training():
+                self.clusterer, self.book, self._rows = None, TrackBook(), _no_rows()
+                return
+            if len(self._rows):
+                self._fit(len(self._rows))
+            await self._publish_if_due()
+
+    async def _start(self) -> None:
+        if self.clusterer is not None:
+            return
+        await self.ready.wait()
+        settings = self.pipeline.settings
+        latest = self.holder.model
+        if latest is None:
+            self.clusterer = OnlineClusterer(settings.cluster_k, settings.cluster_warmup)
+        else:
+            self.clusterer = OnlineClusterer.resume(latest, settings.cluster_warmup)
+            log.info("cluster trainer resumes from version %d", latest.version)
+
+    def _fit(self, rows: int) -> None:
+        assert self.clusterer is not None
+        batch, self._rows = self._rows[:rows], self._rows[rows:]
+        if self.clusterer.partial_fit(batch):
+            self._changed = True
+
+    async def _publish_if_due(self) -> None:
+        due = time.monotonic() - self._published >= self.pipeline.settings.cluster_publish_seconds
+        if not (self._changed and due):
+            return
+        assert self.clusterer is not None
+        model = self.clusterer.snapshot()
+        published_at = int(time.time() * 1000)
+        record = model.to_record() | {"published_at": published_at}
+        await self.pipeline.send(self.models_topic, MODEL_KEY, self._model_codec.encode(record))
+        # Off the loop; the lock keeps the book still meanwhile.
+        profiles = await asyncio.to_thread(self.book.profiles, model, published_at)
+        for profile in profiles:
+            key = f"{model.version}:{profile['cluster_id']}".encode()
+            await self.pipeline.send(topics.CLUSTERS.name, key, self._profile_codec.encode(profile))
+        await self.pipeline.commit_point()
+        self.holder.model = model  # the broadcast reader brings it too; assign with it now
+        self._changed, self._published = False, time.monotonic()
+        self.pipeline.stats.events["model_versions"] += 1
+        sizes = [p["size"] for p in profiles]
+        log.info(
+            "cluster model version %d: %d rows learned, cluster sizes %s",
+            model.version,
+            model.rows_seen,
+            sizes,
+        )
