@@ -149,10 +149,15 @@ class Trainer:
         await self.ready.wait()
         settings = self.pipeline.settings
         latest = self.holder.model
+        # in a thread: the first one imports scikit-learn (1 s the loop would stand still)
         if latest is None:
-            self.clusterer = OnlineClusterer(settings.cluster_k, settings.cluster_warmup)
+            self.clusterer = await asyncio.to_thread(
+                OnlineClusterer, settings.cluster_k, settings.cluster_warmup
+            )
         else:
-            self.clusterer = OnlineClusterer.resume(latest, settings.cluster_warmup)
+            self.clusterer = await asyncio.to_thread(
+                OnlineClusterer.resume, latest, settings.cluster_warmup
+            )
             log.info("cluster trainer resumes from version %d", latest.version)
 
     def _fit(self, rows: int) -> None:

@@ -70,6 +70,8 @@ ARTIST_FIELDS = {
 
 _SINCE = struct.Struct(">q")
 _DISTANCE = struct.Struct("<d")
+#: The join-retry value that asks to label a track emitted before the first model.
+_LABEL = b"label"
 #: Enriched tracks per Batch message to the cluster trainer.
 _TRAINING_BATCH = 1000
 
@@ -177,11 +179,15 @@ class Enricher:
 
     async def handle(self, events: Iterable[EventT]) -> None:
         pipeline = self.pipeline
+        labels: dict[int, list[bytes]] = {}  # partition -> tracks to label, in bulk
         for event in events:
             message = event.message
             partition = message.partition
             if message.topic == self.retry_topic:
                 pipeline.stats.consumed(message.topic, partition, message.offset)
+                if message.value == _LABEL:
+                    labels.setdefault(partition, []).append(message.key)
+                    continue
                 await self.rejoin(
                     partition, message.key.decode(), expire=message.value == b"expire"
                 )
@@ -194,6 +200,8 @@ class Enricher:
             else:
                 for features in pipeline.records(event, "AudioFeatures", "track_id"):
                     await self.on_features(partition, features)
+        for partition, keys in labels.items():
+            await self._label(partition, keys)
         await self._send_training()
 
     async def on_tracks(self, partition: int, tracks: list[tuple[Record, bytes]]) -> None:
@@ -467,9 +475,34 @@ class Enricher:
             return
         tracks, self.unlabelled = self.unlabelled, set()
         for track_id in tracks:
-            await self.pipeline.send(self.retry_topic, track_id.encode(), b"dimension")
+            await self.pipeline.send(self.retry_topic, track_id.encode(), _LABEL)
         self._stats["label_retries"] += len(tracks)
         await self.pipeline.commit_point()
+
+    async def _label(self, partition: int, keys: list[bytes]) -> None:
+        """Label tracks emitted before the first model, in bulk: the emitted record with
+        its (null) cluster parts replaced, if it still holds the stored features."""
+        keys = list(dict.fromkeys(keys))
+        todo = [
+            (key, current, features)
+            for key, current, features in zip(
+                keys,
+                self.enriched.get_many(partition, keys),
+                self.features.get_many(partition, keys),
+                strict=True,
+            )
+            if current is not None
+            and features is not None
+            and current.endswith(self._no_cluster)
+            and features[VECTOR.size :] in current
+        ]
+        parts = self._clusters([features for _, _, features in todo])
+        with self.enriched.batch(partition):
+            for (key, current, _), part in zip(todo, parts, strict=True):
+                if part is not None:
+                    body = current[: -len(self._no_cluster)] + part
+                    await self.enriched.put(partition, key, body)
+                    self._stats["labelled_later"] += 1
 
     async def expire(self) -> None:
         """Send an expiry retry for every track waiting longer than join_max_wait."""
