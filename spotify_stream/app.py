@@ -20,6 +20,8 @@ from spotify_stream.agents.clustering import ModelHolder, Trainer
 from spotify_stream.agents.enrichment import Enricher
 from spotify_stream.agents.pipeline import Pipeline
 from spotify_stream.agents.sink import DATASETS, LakeConsumer, LakeSink, WriteGate
+from spotify_stream.agents.users import RecentPlays
+from spotify_stream.ml.recommend import TrackIndex
 from spotify_stream.settings import Settings, get_settings
 from spotify_stream.sink.buffer import Limits
 from spotify_stream.sink.storage import storage_for
@@ -44,7 +46,7 @@ class SpotifyStreamApp(faust.App):
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
-        await self.pipeline.start(topics.worker_topics(self.conf.id))
+        await self.pipeline.start()
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -91,21 +93,26 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
         )
         return pipeline.table(faust_table)
 
-    features, pending, enriched, panes = (table(name) for name in topics.TABLES)
+    features, pending, enriched, panes, user_plays = (table(name) for name in topics.TABLES)
 
     dimensions = DimensionStore(settings.data_dir / "dimensions", settings.dimension_cache)
     leaderboard = Leaderboard()
     models = ModelHolder()
+    index = TrackIndex()
+    recent = RecentPlays(user_plays, settings.recent_plays)
     enricher = Enricher(pipeline, dimensions, features, pending, enriched, models)
     windows = popularity.PopularityWindows(pipeline, panes, window_specs(settings))
 
     models_topic = pipeline.internal(topics.CLUSTER_MODELS)
+    training_topic = pipeline.internal(topics.CLUSTER_TRAINING)
 
     def apply(topic: str, value: bytes | None) -> None:
         if topic == topics.POPULARITY.name:
             leaderboard.apply_message(value)
         elif topic == models_topic:
             models.apply_message(value)
+        elif topic == training_topic:
+            index.add_message(value)
         else:
             dimensions.apply_message(topic, value)
 
@@ -117,7 +124,7 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
 
     app.reader = BroadcastReader(
         settings,
-        [*(t.name for t in KINDS.values()), topics.POPULARITY.name, models_topic],
+        [*(t.name for t in KINDS.values()), topics.POPULARITY.name, models_topic, training_topic],
         apply,
         after_batch,
     )
@@ -157,11 +164,19 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
 
         await pipeline.run_agent(stream, check)
 
+    async def on_plays(events: list[faust.EventT]) -> None:
+        by_partition: dict[int, list[dict[str, Any]]] = {}
+        for event in events:
+            plays = pipeline.records(event, "Play", "user_id")
+            await popularity.repartition_plays(pipeline, plays)
+            by_partition.setdefault(event.message.partition, []).extend(plays)
+        for partition, plays in by_partition.items():
+            with user_plays.batch(partition):
+                await recent.remember(partition, plays)
+
     @agent(source(topics.PLAYS.name))
     async def plays(stream: faust.StreamT) -> None:
-        await pipeline.run_agent(
-            stream, lambda events: popularity.repartition_plays(pipeline, events)
-        )
+        await pipeline.run_agent(stream, on_plays)
 
     @agent(source(pipeline.internal(topics.PLAYS_BY_TRACK)))
     async def attribute(stream: faust.StreamT) -> None:
@@ -173,7 +188,6 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
     async def popularity_windows(stream: faust.StreamT) -> None:
         await pipeline.run_agent(stream, windows.handle)
 
-    training_topic = pipeline.internal(topics.CLUSTER_TRAINING)
     trainer = Trainer(
         pipeline,
         models,
@@ -215,6 +229,8 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
         dimensions=dimensions,
         enricher=enricher,
         leaderboard=leaderboard,
+        index=index,
+        recent=recent,
         sinks=sinks,
         lake=app.lake,
         tables={
@@ -222,6 +238,7 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
             "pending-joins": pending,
             "enriched": enriched,
             "popularity-panes": panes,
+            "user-plays": user_plays,
         },
     )
     return app

@@ -216,14 +216,13 @@ def worker(faust_args: tuple[str, ...]) -> None:
     (see `faust -A spotify_stream.app worker --help`). Start several with their
     own SPOTIFY_STREAM_DATA_DIR and web port to share the partitions.
     """
-    from spotify_stream import topics
-    from spotify_stream.kafka import ensure_topics
+    from spotify_stream.kafka import ensure_worker_topics
     from spotify_stream.sink.storage import check_lake
 
     settings = _settings()
     # Faust retries an absent broker forever; say it in one line instead. (Before
     # the app is imported: an app touched inside this loop would stay bound to it.)
-    run_async(lambda _stop: ensure_topics(settings, topics.worker_topics(settings.app_id)))
+    run_async(lambda _stop: ensure_worker_topics(settings))
     if settings.lake_sink:  # a wrong bucket or an unwritable directory: one line, not retries
         run_async(lambda _stop: check_lake(settings))
     from spotify_stream.app import app

@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
 from murmurhash2 import murmurhash2
 
+from spotify_stream import topics
 from spotify_stream.errors import BrokerUnavailable, UserError
 from spotify_stream.models.codec import encode_batch
 from spotify_stream.settings import Settings
@@ -94,22 +95,34 @@ async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProduc
 
 
 async def ensure_topics(
-    settings: Settings, names: Iterable[str], fixed: dict[str, int] | None = None
+    settings: Settings,
+    names: Iterable[str],
+    fixed: dict[str, int] | None = None,
+    configs: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, int]:
     """Create missing topics with the configured partition count (``fixed``: the
-    count of topics that need another, such as the trainer's single partition).
+    count of topics that need another, such as the trainer's single partition;
+    ``configs``: topic configs of those that need them).
 
     Returns the partition count of every topic. Existing topics keep theirs; a
     different count than configured is logged, never changed.
     """
-    names, fixed = list(names), fixed or {}
+    names, fixed, configs = list(names), fixed or {}, configs or {}
     admin = AIOKafkaAdminClient(
         **client_kwargs(settings), request_timeout_ms=int(settings.connect_timeout * 1000)
     )
     await _start(admin, settings)
     try:
         response = await admin.create_topics(
-            [NewTopic(n, fixed.get(n, settings.partitions), settings.replication) for n in names]
+            [
+                NewTopic(
+                    n,
+                    fixed.get(n, settings.partitions),
+                    settings.replication,
+                    topic_configs=configs.get(n),
+                )
+                for n in names
+            ]
         )
         for topic, code, message in response.topic_errors:
             if code not in (0, _TOPIC_EXISTS):
@@ -130,6 +143,17 @@ async def ensure_topics(
                 count,
             )
     return counts
+
+
+async def ensure_worker_topics(settings: Settings) -> dict[str, int]:
+    """Every topic a worker reads or writes, each with its partitions and configs."""
+    app_id = settings.app_id
+    return await ensure_topics(
+        settings,
+        topics.worker_topics(app_id),
+        topics.single_partition(app_id),
+        topics.kept_forever(app_id),
+    )
 
 
 async def read_topic(settings: Settings, topic: str) -> AsyncIterator[ConsumerRecord]:

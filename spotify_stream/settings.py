@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     cluster_publish_seconds: float = Field(
         5, gt=0, description="Least seconds between published cluster model versions"
     )
+    recent_plays: int = Field(
+        200,
+        ge=1,
+        le=10_000,
+        description="Distinct tracks kept per user for recommendations (the latest plays)",
+    )
     dimension_cache: int = Field(
         200_000, ge=0, description="Decoded artists, and as many albums, kept in memory per worker"
     )

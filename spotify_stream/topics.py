@@ -34,14 +34,15 @@ JOIN_RETRY = "join-retry"
 PLAYS_BY_TRACK = "plays-by-track"
 CONTRIBUTIONS = "popularity-contributions"
 #: The cluster trainer's input (enriched tracks whose features joined or changed, in
-#: Batch messages) and its published model versions: one partition each, so one
-#: trainer learns from every row and every reader sees the versions in order.
+#: Batch messages; every worker also reads it into its recommendation index) and
+#: its published model versions: one partition each, so one trainer learns from
+#: every row and every reader sees the versions in order.
 CLUSTER_TRAINING = "cluster-training"
 CLUSTER_MODELS = "cluster-models"
 SINGLE_PARTITION = (CLUSTER_TRAINING, CLUSTER_MODELS)
 #: Worker tables; each has a changelog ``<app_id>-<table>-changelog``, except
 #: ``enriched``, whose changelog is the output topic itself.
-TABLES = ("features", "pending-joins", "enriched", "popularity-panes")
+TABLES = ("features", "pending-joins", "enriched", "popularity-panes", "user-plays")
 
 
 def internal(app_id: str, name: str) -> str:
@@ -56,6 +57,13 @@ def changelog(app_id: str, table: str) -> str:
 def single_partition(app_id: str) -> dict[str, int]:
     """Topics created with one partition, whatever ``partitions`` says."""
     return {internal(app_id, n): 1 for n in SINGLE_PARTITION}
+
+
+def kept_forever(app_id: str) -> dict[str, dict[str, str]]:
+    """Topic configs of the topics read whole from the start, whatever the broker's
+    retention default (MSK's is 7 days): the trainer's input, which every worker's
+    recommendation index is rebuilt from, and the model versions."""
+    return {internal(app_id, n): {"retention.ms": "-1"} for n in SINGLE_PARTITION}
 
 
 def worker_topics(app_id: str) -> list[str]:

@@ -33,29 +33,13 @@ from spotify_stream import topics
 from spotify_stream.agents.pipeline import Pipeline
 from spotify_stream.ingest.reasons import Reason
 from spotify_stream.ml.clustering import FEATURES, ClusterModel, OnlineClusterer
-from spotify_stream.ml.profiles import BOOK_SCHEMA, COLUMNS, TrackBook, feature_rows
+from spotify_stream.ml.profiles import TrackBook, feature_rows, training_rows
 from spotify_stream.models import codec_for
-from spotify_stream.models.block import BlockError, read_block
-from spotify_stream.models.codec import HEADER_SIZE, DecodeError, items_in
+from spotify_stream.models.codec import DecodeError, items_in
 
 log = logging.getLogger(__name__)
 
 MODEL_KEY = b"model"
-
-
-def training_rows(items: list[bytes]) -> pa.Table:
-    """Enriched tracks (single-object encoded) as the columns the trainer reads: one
-    block read when all are of the current schema, else one by one."""
-    codec = codec_for("EnrichedTrack")
-    if all(item[2:HEADER_SIZE] == codec.fingerprint for item in items):
-        try:
-            return read_block(items, "EnrichedTrack", COLUMNS)
-        except BlockError:
-            pass  # decoded one by one below, which names the bad body
-    return pa.Table.from_pylist(
-        [{c: r.get(c) for c in COLUMNS} for r in map(codec.decode, items)],
-        schema=BOOK_SCHEMA,
-    )
 
 
 def _no_rows() -> np.ndarray:

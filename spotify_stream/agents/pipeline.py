@@ -22,7 +22,12 @@ from faust.types import EventT, StreamT
 from spotify_stream import topics
 from spotify_stream.ingest.catalog import dead_letter
 from spotify_stream.ingest.reasons import Reason
-from spotify_stream.kafka import PartitionedSender, ensure_topics, partition_for, start_producer
+from spotify_stream.kafka import (
+    PartitionedSender,
+    ensure_worker_topics,
+    partition_for,
+    start_producer,
+)
 from spotify_stream.models import codec_for
 from spotify_stream.models.codec import DecodeError, encoded_records_in
 from spotify_stream.settings import Settings
@@ -47,11 +52,9 @@ class Pipeline:
     def internal(self, name: str) -> str:
         return topics.internal(self.settings.app_id, name)
 
-    async def start(self, topic_names: list[str]) -> dict[str, int]:
+    async def start(self) -> dict[str, int]:
         """Create every topic the worker uses, then its producer."""
-        partitions = await ensure_topics(
-            self.settings, topic_names, topics.single_partition(self.settings.app_id)
-        )
+        partitions = await ensure_worker_topics(self.settings)
         self.producer = await start_producer(self.settings)
         self.sender = PartitionedSender(self.producer, partitions)
         for table in self.tables:

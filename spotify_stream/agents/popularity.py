@@ -37,13 +37,12 @@ log = logging.getLogger(__name__)
 _CLOSED_THROUGH = b"\x00closed_through"  # per-partition marker in the panes table
 
 
-async def repartition_plays(pipeline: Pipeline, events: Iterable[EventT]) -> None:
+async def repartition_plays(pipeline: Pipeline, plays: Iterable[dict[str, Any]]) -> None:
     """Step 1: plays keyed by user -> plays keyed by track."""
     codec = codec_for("Play")
     target = pipeline.internal(topics.PLAYS_BY_TRACK)
-    for event in events:
-        for play in pipeline.records(event, "Play", "user_id"):
-            await pipeline.send(target, play["track_id"].encode(), codec.encode(play))
+    for play in plays:
+        await pipeline.send(target, play["track_id"].encode(), codec.encode(play))
 
 
 def contributions(play: dict[str, Any], track: dict[str, Any] | None) -> list[tuple[str, Any]]:

@@ -16,6 +16,9 @@ import numpy as np
 import pyarrow as pa
 
 from spotify_stream.ml.clustering import FEATURES, ClusterModel
+from spotify_stream.models import codec_for
+from spotify_stream.models.block import BlockError, read_block
+from spotify_stream.models.codec import HEADER_SIZE
 
 TOP = 5
 #: The columns a book holds (from the enriched track), typed as a block read gives them.
@@ -23,12 +26,28 @@ BOOK_SCHEMA = pa.schema(
     [
         ("track_id", pa.large_string()),
         ("name", pa.large_string()),
+        ("artist_name", pa.large_string()),
         ("popularity", pa.int32()),
         ("genres", pa.large_list(pa.large_string())),
         *((f, pa.float64()) for f in FEATURES),
     ]
 )
 COLUMNS = tuple(BOOK_SCHEMA.names)
+
+
+def training_rows(items: list[bytes]) -> pa.Table:
+    """Enriched tracks (single-object encoded) as the book's columns: one block read
+    when all are of the current schema, else one by one."""
+    codec = codec_for("EnrichedTrack")
+    if all(item[2:HEADER_SIZE] == codec.fingerprint for item in items):
+        try:
+            return read_block(items, "EnrichedTrack", COLUMNS)
+        except BlockError:
+            pass  # decoded one by one below, which names the bad body
+    return pa.Table.from_pylist(
+        [{c: r.get(c) for c in COLUMNS} for r in map(codec.decode, items)],
+        schema=BOOK_SCHEMA,
+    )
 
 
 def feature_rows(table: pa.Table) -> np.ndarray:

@@ -7,6 +7,9 @@
 - ``/artists/{id}``, ``/albums/{id}``: from the worker's broadcast store (any worker).
 - ``/tracks/{id}``: the enriched track, from the worker that holds its partition.
 - ``/popularity/top?entity=artist&window=1h&n=10``: the latest closed window.
+- ``/tracks/{id}/similar?n=10``: nearest tracks by audio features (any worker).
+- ``/users/{id}/recommendations?n=10``: from the user's recent plays, on the worker
+  that holds the user's partition (see ``ml.recommend``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from spotify_stream import topics
 from spotify_stream.agents.enrichment import Enricher
 from spotify_stream.agents.pipeline import Pipeline
 from spotify_stream.agents.sink import LakeConsumer, LakeSink
+from spotify_stream.agents.users import RecentPlays
 from spotify_stream.kafka import partition_for
+from spotify_stream.ml.recommend import NotIndexed, TrackIndex
 from spotify_stream.models import codec_for
 from spotify_stream.tables.dimensions import KINDS, DimensionStore
 from spotify_stream.tables.leaderboard import Leaderboard
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
 
 ENTITY_TYPES = ("track", "artist", "album", "genre")
 MAX_TOP = 1000
+MAX_RECOMMENDED = 100
 
 
 def jsonable(value: Any) -> Any:
@@ -52,6 +58,18 @@ def error(web: Web, status: int, message: str) -> Response:
     return web.json({"error": message}, status=status)
 
 
+def count(request: Request, most: int) -> int:
+    """The ``n`` parameter (10 when absent); ValueError names what is wrong."""
+    raw = request.query.get("n", "10")
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ValueError(f"n must be an integer, not {raw!r}") from None
+    if not 1 <= n <= most:
+        raise ValueError(f"n must be between 1 and {most}")
+    return n
+
+
 def register(
     app: SpotifyStreamApp,
     *,
@@ -59,6 +77,8 @@ def register(
     dimensions: DimensionStore,
     enricher: Enricher,
     leaderboard: Leaderboard,
+    index: TrackIndex,
+    recent: RecentPlays,
     sinks: dict[str, LakeSink],
     lake: LakeConsumer | None,
     tables: dict[str, PartitionedTable],
@@ -248,16 +268,63 @@ def register(
         if entity not in ENTITY_TYPES:
             return error(web, 400, f"entity must be one of {', '.join(ENTITY_TYPES)}")
         try:
-            n = int(request.query.get("n", "10"))
-        except ValueError:
-            return error(web, 400, "n must be an integer")
-        if not 1 <= n <= MAX_TOP:
-            return error(web, 400, f"n must be between 1 and {MAX_TOP}")
+            n = count(request, MAX_TOP)
+        except ValueError as exc:
+            return error(web, 400, str(exc))
         return web.json(
             {
                 "entity": entity,
                 "window": window,
                 "windows_known": sorted(leaderboard.windows.get(entity, ())),
                 "top": [jsonable(r) for r in leaderboard.top(entity, window, n)],
+            }
+        )
+
+    def no_model(web: Web) -> Response:
+        return error(web, 503, "no cluster model yet (the first comes after cluster_warmup tracks)")
+
+    @app.page("/tracks/{track_id}/similar")
+    async def similar(web: Web, request: Request, track_id: str) -> Response:
+        try:
+            n = count(request, MAX_RECOMMENDED)
+        except ValueError as exc:
+            return error(web, 400, str(exc))
+        model = enricher.models.model
+        if model is None:
+            return no_model(web)
+        try:
+            tracks = index.similar(track_id, n, model)
+        except NotIndexed as exc:
+            return error(web, 404, str(exc))
+        return web.json({"track_id": track_id, "model_version": model.version, "similar": tracks})
+
+    user_plays = tables["user-plays"]
+
+    @app.page("/users/{user_id}/recommendations")
+    @app.table_route(table=user_plays.table, match_info="user_id")
+    async def recommendations(web: Web, request: Request, user_id: str) -> Response:
+        try:
+            n = count(request, MAX_RECOMMENDED)
+        except ValueError as exc:
+            return error(web, 400, str(exc))
+        partition = partition_for(user_id.encode(), pipeline.sender.partitions[topics.PLAYS.name])
+        if partition not in app.active_partitions(topics.PLAYS.name):
+            return error(web, 503, f"partition {partition} of {user_id} is not on this worker")
+        played = recent.played(partition, user_id)
+        if played is None:
+            return error(web, 404, f"no plays of user {user_id}")
+        model = enricher.models.model
+        if model is None:
+            return no_model(web)
+        try:
+            tracks, based_on = index.recommend(played, n, model)
+        except NotIndexed as exc:
+            return error(web, 404, f"user {user_id}: {exc}")
+        return web.json(
+            {
+                "user_id": user_id,
+                "model_version": model.version,
+                "based_on_plays": based_on,
+                "recommendations": tracks,
             }
         )
