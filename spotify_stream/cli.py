@@ -255,12 +255,55 @@ def worker(faust_args: tuple[str, ...]) -> None:
     show_default=True,
     help="Where the generated files go.",
 )
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("report"),
+    show_default=True,
+    help="Where the cluster report's PNG files go.",
+)
 @click.option("--serve", is_flag=True, help="Keep the worker and its web pages up until Ctrl-C.")
-def demo(tracks: int, duration: float, data_dir: Path, serve: bool) -> None:
-    """Run the pipeline on the embedded defaults: broker, data, worker, producer, plays."""
+def demo(tracks: int, duration: float, data_dir: Path, report_dir: Path, serve: bool) -> None:
+    """Run the pipeline on the embedded defaults: broker, data, worker, producer, plays,
+    an example recommendation, the lake and the cluster report."""
     from spotify_stream.demo import run_demo
 
-    run_demo(_settings(), tracks=tracks, duration=duration, data_dir=data_dir, serve=serve)
+    run_demo(
+        _settings(),
+        tracks=tracks,
+        duration=duration,
+        data_dir=data_dir,
+        report_dir=report_dir,
+        serve=serve,
+    )
+
+
+@cli.command()
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("report"),
+    show_default=True,
+    help="Directory for the PNG files (created).",
+)
+def report(out_dir: Path) -> None:
+    """Render the cluster analysis from the lake as PNG files.
+
+    Reads the clusters and tracks_enriched datasets of SPOTIFY_STREAM_LAKE (./lake
+    by default; s3://bucket/prefix with the AWS credential chain) and writes
+    clusters_projection.png (tracks on two principal components, coloured by
+    cluster) and clusters_profile.png (each cluster's feature means) for the
+    newest model version.
+    """
+    from spotify_stream import console
+    from spotify_stream.ml.report import from_lake
+
+    settings = _settings()
+    with console.out.status("reading the lake"):
+        result = run_async(lambda _stop: from_lake(settings, out_dir))
+    console.cluster_report(result)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -18,6 +19,9 @@ from rich.table import Table
 
 from spotify_stream.ingest.catalog import FileStats
 from spotify_stream.ingest.producer import ProduceResult, ProgressCallback
+
+if TYPE_CHECKING:
+    from spotify_stream.ml.report import ClusterReport
 
 out = Console()
 if not out.is_terminal:
@@ -114,4 +118,31 @@ def lake_summary(counts: dict[str, tuple[int, int]], url: str) -> None:
     table.add_column("rows", justify="right")
     for dataset, (objects, rows) in sorted(counts.items()):
         table.add_row(dataset, f"{objects:,}", f"{rows:,}")
+    out.print(table)
+
+
+def cluster_report(report: ClusterReport) -> None:
+    out.print(
+        f"cluster report of model version {report.version} (k={report.k}, "
+        f"{report.tracks:,} tracks): " + "  ".join(str(f) for f in report.files)
+    )
+
+
+def recommendations(user_id: str, body: dict) -> None:
+    """One user's recommendations, as the endpoint returned them."""
+    table = Table(
+        title=f"recommended for {user_id} (from {body['based_on_plays']} recent plays, "
+        f"model version {body['model_version']})",
+        show_edge=False,
+    )
+    for column in ("track", "artist", "popularity", "cluster", "distance"):
+        table.add_column(column, justify="left" if column in ("track", "artist") else "right")
+    for track in body["recommendations"]:
+        table.add_row(
+            track["name"] or track["track_id"],
+            track["artist_name"] or "",
+            str(track["popularity"]),
+            str(track["cluster_id"]),
+            f"{track['distance']:.2f}",
+        )
     out.print(table)

@@ -19,6 +19,7 @@ from spotify_stream.errors import UserError
 from spotify_stream.ingest.generator import generate
 from spotify_stream.ingest.plays import run_simulation
 from spotify_stream.ingest.producer import produce
+from spotify_stream.ml.report import from_lake
 from spotify_stream.runtime import run_async
 from spotify_stream.settings import Settings
 from spotify_stream.sink.objects import CURATED, inventory
@@ -28,12 +29,23 @@ T = TypeVar("T")
 
 
 def run_demo(
-    settings: Settings, *, tracks: int, duration: float, data_dir: Path, serve: bool = False
+    settings: Settings,
+    *,
+    tracks: int,
+    duration: float,
+    data_dir: Path,
+    report_dir: Path,
+    serve: bool = False,
 ) -> None:
     console.out.rule("spotify-stream demo")
     with EmbeddedBroker() as broker:
         settings = settings.model_copy(
-            update={"broker": f"kafka://{broker.bootstrap}", "producer_idempotence": "off"}
+            update={
+                "broker": f"kafka://{broker.bootstrap}",
+                "producer_idempotence": "off",
+                # a small demo still gets its clusters (a quarter of its tracks at most)
+                "cluster_warmup": max(10, min(settings.cluster_warmup, tracks // 4)),
+            }
         )
         console.out.print(f"1. embedded broker on {broker.bootstrap}")
         written = generate(data_dir, tracks, seed=42, anomalies=0.01)
@@ -74,6 +86,15 @@ def run_demo(
                 wait_for(
                     lambda: worker.topic_stats(topics.PLAYS.name).get("records_in", 0) >= sent, 30
                 )
+            with console.out.status("   waiting for the cluster model"):
+                wait_for(
+                    lambda: (
+                        (stats := worker.get("/pipeline/stats"))["cluster_model"]
+                        and stats["unlabelled_tracks"] == 0
+                    ),
+                    60,
+                )
+            _example_recommendation(worker)
             stats = worker.get("/pipeline/stats")
             console.worker_summary(stats, worker.url)
             if serve:
@@ -87,6 +108,7 @@ def run_demo(
                     ("albums", topics.ALBUMS.name, "records_in"),
                     ("plays", topics.PLAYS.name, "records_in"),
                     ("tracks_enriched", topics.ENRICHED.name, "messages_out"),
+                    ("clusters", topics.CLUSTERS.name, "messages_out"),
                 )
             }
             with console.out.status("7. landing the lake"):
@@ -102,7 +124,22 @@ def run_demo(
         storage = storage_for(worker.settings)
         counts = run_async(lambda _stop: _closing(storage, inventory(storage)))
         console.lake_summary(counts, storage.url)
+        if counts.get("clusters"):
+            console.cluster_report(run_async(lambda _stop: from_lake(worker.settings, report_dir)))
     console.out.print("demo finished; the embedded broker is stopped (its data was in memory)")
+
+
+def _example_recommendation(worker: WorkerProcess) -> None:
+    """The recommendations of the heaviest simulated listener (user 0 by construction)."""
+    status, body = worker.get_status("/users/user-000000/recommendations?n=5")
+    if status == 200:
+        console.recommendations("user-000000", body)
+    else:
+        console.out.print(f"   no example recommendation: {body['error']}")
+    console.out.print(
+        f"   recommendations: {worker.url}/users/<user_id>/recommendations?n=10  "
+        f"similar tracks: {worker.url}/tracks/<track_id>/similar?n=10"
+    )
 
 
 def _clear_earlier_demo(worker: WorkerProcess, storage: Storage) -> None:

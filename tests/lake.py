@@ -14,7 +14,7 @@ from aiobotocore.session import get_session
 from spotify_stream import topics
 from spotify_stream.models.codec import records_in
 from spotify_stream.settings import Settings
-from tests.conftest import consume_all
+from tests.conftest import GENERATED_TRACKS, consume_all
 
 DATASETS = {
     "artists": topics.ARTISTS,
@@ -89,3 +89,13 @@ def differences(settings: Settings) -> dict[str, str]:
                 f"{(got - expected).total()} extra"
             )
     return found
+
+
+def all_enriched(settings: Settings, worker) -> bool:
+    """Every generated track enriched and, once a cluster model exists, labelled: tracks
+    emitted before the first model are re-emitted labelled, which the lake must hold too."""
+    stats = worker.get("/pipeline/stats")
+    if stats["cluster_model"] is None or stats["unlabelled_tracks"]:
+        return False
+    records = topic_records(settings, topics.ENRICHED)
+    return len({r["track_id"] for r in records}) == GENERATED_TRACKS

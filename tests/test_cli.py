@@ -21,7 +21,7 @@ def run(*args, cwd, env=None):
 
 
 @pytest.mark.parametrize(
-    "command", ["broker", "generate", "produce", "simulate-plays", "worker", "demo"]
+    "command", ["broker", "generate", "produce", "simulate-plays", "worker", "demo", "report"]
 )
 def test_every_command_has_help(command, tmp_path):
     proc = run(command, "--help", cwd=tmp_path)
@@ -89,15 +89,29 @@ def test_demo_runs_to_its_summary(tmp_path):
     assert "enriched tracks emitted: 500 (0 incomplete" in proc.stdout
     assert f"monitoring: http://127.0.0.1:{port}/pipeline/stats" in proc.stdout
     assert "demo finished" in proc.stdout
-    # It ends with Parquet in ./lake, counted per dataset as the footers tell.
+    # An example recommendation for the heaviest listener, from the worker's endpoint.
+    assert "recommended for user-000000" in proc.stdout
+    # It ends with Parquet in ./lake, counted per dataset as the footers tell. Tracks
+    # enriched before the first cluster model are there twice: unlabelled, then labelled.
     lake = tmp_path / "lake" / "curated"
-    tracks = pq.read_table(lake / "tracks_enriched").num_rows  # dt=/hr= folders as columns
-    assert tracks == 500
-    assert re.search(r"tracks_enriched\s+│\s+\d+\s+│\s+500\b", proc.stdout), proc.stdout
-    for dataset in ("artists", "albums", "plays"):
+    enriched = pq.read_table(lake / "tracks_enriched")  # dt=/hr= folders as columns
+    assert len(set(enriched["track_id"].to_pylist())) == 500
+    latest = {r["track_id"]: r for r in enriched.to_pylist()}
+    assert all(r["model_version"] is not None for r in latest.values())
+    for dataset in ("artists", "albums", "plays", "tracks_enriched", "clusters"):
         rows = pq.read_table(lake / dataset).num_rows
         assert rows > 0 and re.search(rf"{dataset}\s+│\s+\d+\s+│\s+{rows:,}\b", proc.stdout)
+    # and with the cluster report of the newest model version
+    version = max(pq.read_table(lake / "clusters")["model_version"].to_pylist())
+    assert (
+        f"cluster report of model version {version} (k=8, 500 tracks): "
+        "report/clusters_projection.png  report/clusters_profile.png"
+    ) in proc.stdout
+    for name in ("clusters_projection.png", "clusters_profile.png"):
+        assert (tmp_path / "report" / name).read_bytes().startswith(b"\x89PNG")
     # A second run starts the lake afresh (its broker does): still 500 tracks, not 1,000.
     again = demo("0")
     assert "cleared the lake of an earlier demo run" in again.stdout
-    assert pq.read_table(lake / "tracks_enriched").num_rows == 500
+    assert "no example recommendation: no plays of user user-000000" in again.stdout
+    tracks = pq.read_table(lake / "tracks_enriched")["track_id"].to_pylist()
+    assert len(set(tracks)) == 500 and len(tracks) <= 1000

@@ -156,8 +156,10 @@ class Enricher:
         self.models = models  # the newest cluster model, for tracks whose features join
         self.training_topic = pipeline.internal(topics.CLUSTER_TRAINING)
         self._training: list[bytes] = []  # emitted bodies for the trainer, not yet sent
-        #: tracks of this worker emitted with features but before the first model
+        #: tracks of this worker emitted with features but before the first model, and
+        #: those of them whose label retry is on its way
         self.unlabelled: set[str] = set()
+        self.labelling: set[str] = set()
         self.max_wait_ms = int(pipeline.settings.join_max_wait * 1000)
         self.retry_topic = pipeline.internal(topics.JOIN_RETRY)  # track_id -> dimension|expire
         #: kind -> dimension id -> the tracks of this worker that reference it
@@ -365,9 +367,14 @@ class Enricher:
         vectors = unpack_vectors([features[i][: VECTOR.size] for i in at])  # type: ignore[index]
         complete = ~np.isnan(vectors).any(axis=1)
         labels, distances = model.assign(np.nan_to_num(vectors))  # NaN rows: not assigned
-        for i, ok, label, distance in zip(at, complete, labels, distances, strict=True):
+        # the parts as bytes: a prefix per cluster, then each distance's 8 bytes
+        prefixes = [self._cluster_part(c, model.version, 0.0)[:-8] for c in range(model.k)]
+        packed = distances.astype("<f8").tobytes()
+        for j, (i, ok, label) in enumerate(
+            zip(at, complete.tolist(), labels.tolist(), strict=True)
+        ):
             if ok:
-                parts[i] = self._cluster_part(int(label), model.version, float(distance))
+                parts[i] = prefixes[label] + packed[8 * j : 8 * j + 8]
         return parts
 
     def _cluster_of(self, current: bytes | None, features: bytes | None) -> tuple[bytes, bool]:
@@ -474,6 +481,7 @@ class Enricher:
         if self.models.model is None or not self.unlabelled:
             return
         tracks, self.unlabelled = self.unlabelled, set()
+        self.labelling |= tracks
         for track_id in tracks:
             await self.pipeline.send(self.retry_topic, track_id.encode(), _LABEL)
         self._stats["label_retries"] += len(tracks)
@@ -483,6 +491,7 @@ class Enricher:
         """Label tracks emitted before the first model, in bulk: the emitted record with
         its (null) cluster parts replaced, if it still holds the stored features."""
         keys = list(dict.fromkeys(keys))
+        self.labelling.difference_update(key.decode() for key in keys)
         todo = [
             (key, current, features)
             for key, current, features in zip(
@@ -520,6 +529,7 @@ class Enricher:
             tracks.clear()
         self.waiting.clear()
         self.unlabelled.clear()
+        self.labelling.clear()
         retries = []
         for key, value in self.pending.items(partitions):
             track = self._track.decode(value[_SINCE.size :])

@@ -105,6 +105,24 @@ async def inventory(storage: Storage) -> dict[str, tuple[int, int]]:
     return counts
 
 
+async def read_dataset(
+    storage: Storage, dataset: str, columns: list[str] | None = None
+) -> pa.Table | None:
+    """Every row of ``dataset`` (None when the lake has none), objects in name order:
+    per partition, oldest offsets first."""
+    names = sorted(
+        name
+        for key in await storage.keys(f"{CURATED}/{dataset}/")
+        if (name := ObjectName.parse(key)) is not None
+    )
+    tables = []
+    for name in names:
+        data = await storage.get(name.key)
+        if data is not None:
+            tables.append(pq.read_table(pa.BufferReader(data), columns=columns))
+    return pa.concat_tables(tables, promote_options="default") if tables else None
+
+
 def flushes_after(
     keys: Iterable[str], dataset: str, partition: int, committed: int
 ) -> list[tuple[int, int]]:

@@ -2,7 +2,8 @@
 
 - ``/pipeline/stats``: messages in/out and rates per topic, consumer lag per
   partition, table sizes, pending joins, dead letters by reason, lake sink,
-  the cluster model version assigned with, uptime.
+  the cluster model version assigned with, tracks emitted before the first
+  model and not yet labelled, uptime.
 - ``/metrics``: the same numbers in Prometheus text format.
 - ``/artists/{id}``, ``/albums/{id}``: from the worker's broadcast store (any worker).
 - ``/tracks/{id}``: the enriched track, from the worker that holds its partition.
@@ -127,6 +128,7 @@ def register(
             "tables": {name: table.approximate_size(partitions) for name, table in tables.items()},
             "dimensions": {**dimensions.counts, "stale_versions": dimensions.stale},
             "pending_joins": len(enricher.waiting),
+            "unlabelled_tracks": len(enricher.unlabelled) + len(enricher.labelling),
             "dead_letters": dict(stats.dead_letters),
             "events": dict(stats.events),
             "lake": {

@@ -22,8 +22,7 @@ from spotify_stream import topics
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
 from spotify_stream.ingest.plays import run_simulation
 from tests.agents.test_workers_e2e import produce_in_background
-from tests.conftest import GENERATED_TRACKS
-from tests.lake import differences, lake_settings, topic_records
+from tests.lake import all_enriched, differences, lake_settings, topic_records
 
 pytestmark = pytest.mark.slow
 
@@ -77,12 +76,7 @@ def test_sigkill_at_random_moments_neither_loses_nor_doubles_a_row(
     assert topic_records(settings, topics.PLAYS)
 
     with WorkerProcess(settings, tmp_path) as worker:
-
-        def all_enriched():
-            records = topic_records(settings, topics.ENRICHED)
-            return len({r["track_id"] for r in records}) == GENERATED_TRACKS
-
-        assert wait_for(all_enriched, 180)
+        assert wait_for(lambda: all_enriched(settings, worker), 180)
         settled = wait_for(lambda: not differences(settings), 120, interval=2)
         stats = worker.get("/pipeline/stats")["lake"]
     rewrites = (tmp_path / "worker.log").read_text().count("rewriting")

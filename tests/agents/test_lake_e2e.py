@@ -6,12 +6,10 @@ import asyncio
 
 import pytest
 
-from spotify_stream import topics
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
 from spotify_stream.ingest.plays import run_simulation
 from spotify_stream.ingest.producer import produce
-from tests.conftest import GENERATED_TRACKS
-from tests.lake import DATASETS, differences, lake_rows, lake_settings, topic_records
+from tests.lake import DATASETS, all_enriched, differences, lake_rows, lake_settings, topic_records
 
 pytestmark = pytest.mark.slow
 
@@ -28,11 +26,7 @@ def test_every_record_lands_in_s3_exactly_once(
             run_simulation(settings, rate=500, users=50, duration=2, seed=3, stop=asyncio.Event())
         )
 
-        def all_enriched():
-            records = topic_records(settings, topics.ENRICHED)
-            return len({r["track_id"] for r in records}) == GENERATED_TRACKS
-
-        assert wait_for(all_enriched, 120)
+        assert wait_for(lambda: all_enriched(settings, worker), 120)
         # The lake holds each topic's records, as a multiset: none lost, none twice.
         assert wait_for(lambda: not differences(settings), 120, interval=1), differences(settings)
         stats = worker.get("/pipeline/stats")
