@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench import stack_settings
 from spotify_stream import topics
 from spotify_stream.embedded import EmbeddedBroker
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
@@ -125,15 +126,12 @@ async def send(settings: Settings, messages: list[tuple[str, bytes, bytes]]) -> 
 
 def run(data: Path, tracks: int, per_message: int, workdir: Path, lake: bool) -> dict[str, float]:
     with EmbeddedBroker() as broker:
-        settings = Settings(
-            broker=f"kafka://{broker.bootstrap}",
-            producer_idempotence="off",
-            data_dir=workdir / "state",
+        settings = stack_settings(
+            broker,
+            workdir,
             input_batch_records=per_message,
             lake_sink=lake,
-            lake=f"file://{workdir}/lake",
             flush_seconds=1,  # the backlog's last objects land 1 s after its last records
-            _env_file=None,
         )
         track_messages = asyncio.run(send_catalog(settings, data))
         assert len(track_messages) == tracks
@@ -162,13 +160,7 @@ def freshness(workdir: Path, seconds: float, rate: int) -> tuple[list[float], fl
     """Seconds from each play's event time to its object being visible in the lake,
     with the default window; and that window."""
     with EmbeddedBroker() as broker:
-        settings = Settings(
-            broker=f"kafka://{broker.bootstrap}",
-            producer_idempotence="off",
-            data_dir=workdir / "state",
-            lake=f"file://{workdir}/lake",
-            _env_file=None,
-        )
+        settings = stack_settings(broker, workdir)
         generate(workdir / "data", 1000, seed=2)
         asyncio.run(produce(settings, str(workdir / "data")))
         plays = workdir / "lake" / "curated" / "plays"

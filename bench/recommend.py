@@ -31,6 +31,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench import stack_settings
 from spotify_stream import topics
 from spotify_stream.embedded import EmbeddedBroker
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
@@ -38,7 +39,6 @@ from spotify_stream.ingest.generator import generate
 from spotify_stream.ingest.plays import run_simulation
 from spotify_stream.ingest.producer import produce
 from spotify_stream.ingest.sources import ARTISTS_FILE, FEATURES_FILE
-from spotify_stream.settings import Settings
 
 KINDS = ("baseline /artists/{id}", "/tracks/{id}/similar", "/users/{id}/recommendations")
 
@@ -94,13 +94,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
         workdir = Path(tmp)
-        settings = Settings(
-            broker=f"kafka://{broker.bootstrap}",
-            producer_idempotence="off",
-            data_dir=workdir / "state",
-            lake=f"file://{workdir}/lake",
-            _env_file=None,
-        )
+        settings = stack_settings(broker, workdir)
         data = workdir / "data"
         generate(data, args.tracks, seed=4, anomalies=0)
         with WorkerProcess(settings, workdir, loglevel="warn") as worker:
