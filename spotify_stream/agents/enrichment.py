@@ -70,8 +70,10 @@ ARTIST_FIELDS = {
 
 _SINCE = struct.Struct(">q")
 _DISTANCE = struct.Struct("<d")
-#: The join-retry value that asks to label a track emitted before the first model.
+#: The join-retry message that asks a partition's owner to label, in bulk, its tracks
+#: emitted before the first model (one message per partition, not per track).
 _LABEL = b"label"
+_LABEL_KEY = b"\x00label"
 #: Enriched tracks per Batch message to the cluster trainer.
 _TRAINING_BATCH = 1000
 
@@ -156,10 +158,10 @@ class Enricher:
         self.models = models  # the newest cluster model, for tracks whose features join
         self.training_topic = pipeline.internal(topics.CLUSTER_TRAINING)
         self._training: list[bytes] = []  # emitted bodies for the trainer, not yet sent
-        #: tracks of this worker emitted with features but before the first model, and
-        #: those of them whose label retry is on its way
-        self.unlabelled: set[str] = set()
-        self.labelling: set[str] = set()
+        #: partition -> tracks emitted with features but before the first model, and
+        #: those of them whose partition's label message is on its way
+        self.unlabelled: dict[int, set[bytes]] = {}
+        self.labelling: dict[int, set[bytes]] = {}
         self.max_wait_ms = int(pipeline.settings.join_max_wait * 1000)
         self.retry_topic = pipeline.internal(topics.JOIN_RETRY)  # track_id -> dimension|expire
         #: kind -> dimension id -> the tracks of this worker that reference it
@@ -181,14 +183,14 @@ class Enricher:
 
     async def handle(self, events: Iterable[EventT]) -> None:
         pipeline = self.pipeline
-        labels: dict[int, list[bytes]] = {}  # partition -> tracks to label, in bulk
+        labels: set[int] = set()  # partitions to label, in bulk
         for event in events:
             message = event.message
             partition = message.partition
             if message.topic == self.retry_topic:
                 pipeline.stats.consumed(message.topic, partition, message.offset)
                 if message.value == _LABEL:
-                    labels.setdefault(partition, []).append(message.key)
+                    labels.add(partition)
                     continue
                 await self.rejoin(
                     partition, message.key.decode(), expire=message.value == b"expire"
@@ -202,8 +204,8 @@ class Enricher:
             else:
                 for features in pipeline.records(event, "AudioFeatures", "track_id"):
                     await self.on_features(partition, features)
-        for partition, keys in labels.items():
-            await self._label(partition, keys)
+        for partition in labels:
+            await self._label(partition, list(self.labelling.pop(partition, ())))
         await self._send_training()
 
     async def on_tracks(self, partition: int, tracks: list[tuple[Record, bytes]]) -> None:
@@ -331,9 +333,9 @@ class Enricher:
             )
         )
         if features is not None and self.models.model is None:
-            self.unlabelled.add(track["track_id"])  # ``label`` retries it
-        else:
-            self.unlabelled.discard(track["track_id"])
+            self.unlabelled.setdefault(partition, set()).add(key)  # ``label`` labels it
+        elif partition in self.unlabelled:
+            self.unlabelled[partition].discard(key)
         if body != current:
             await self.enriched.put(partition, key, body)
             if learn:
@@ -480,18 +482,19 @@ class Enricher:
         is re-emitted once, with its cluster)."""
         if self.models.model is None or not self.unlabelled:
             return
-        tracks, self.unlabelled = self.unlabelled, set()
-        self.labelling |= tracks
-        for track_id in tracks:
-            await self.pipeline.send(self.retry_topic, track_id.encode(), _LABEL)
-        self._stats["label_retries"] += len(tracks)
+        waiting, self.unlabelled = self.unlabelled, {}
+        for partition, keys in waiting.items():
+            if keys:
+                self.labelling.setdefault(partition, set()).update(keys)
+                await self.pipeline.send(self.retry_topic, _LABEL_KEY, _LABEL, partition)
+                self._stats["label_retries"] += 1
         await self.pipeline.commit_point()
 
     async def _label(self, partition: int, keys: list[bytes]) -> None:
         """Label tracks emitted before the first model, in bulk: the emitted record with
         its (null) cluster parts replaced, if it still holds the stored features."""
-        keys = list(dict.fromkeys(keys))
-        self.labelling.difference_update(key.decode() for key in keys)
+        if not keys:
+            return
         todo = [
             (key, current, features)
             for key, current, features in zip(
@@ -536,13 +539,14 @@ class Enricher:
             self._remember(track)
             self.waiting[track["track_id"]] = _SINCE.unpack_from(value)[0]
             retries.append(key)
-        for key, value in self.enriched.items(partitions):
-            record = self._enriched.decode(value)
-            self._remember(record)
-            if self._outdated(record):
-                retries.append(key)
-            elif record["model_version"] is None and record["features_updated_at"] is not None:
-                self.unlabelled.add(record["track_id"])
+        for partition in partitions:
+            for key, value in self.enriched.items([partition]):
+                record = self._enriched.decode(value)
+                self._remember(record)
+                if self._outdated(record):
+                    retries.append(key)
+                elif record["model_version"] is None and record["features_updated_at"] is not None:
+                    self.unlabelled.setdefault(partition, set()).add(key)
         for key in retries:
             await self.pipeline.send(self.retry_topic, key, b"dimension")
         await self.pipeline.commit_point()

@@ -73,9 +73,11 @@ class Pipeline:
         self.tables.append(adapter)
         return adapter
 
-    async def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
         assert self.sender is not None
-        await self.sender.send(topic, key, value)
+        await self.sender.send(topic, key, value, partition=partition)
 
     async def ship(self) -> None:
         """Hand everything sent so far, and queued dead letters, to Kafka."""

@@ -72,9 +72,14 @@ class ClusterModel:
     def assign(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Nearest centroid and the Euclidean distance to it, per row of raw features."""
         z = self.standardize(x)
-        distances = np.linalg.norm(z[:, None, :] - self.centroids[None, :, :], axis=2)
-        labels = distances.argmin(axis=1)
-        return labels, distances[np.arange(len(z)), labels]
+        # |z - c|^2 expanded: an (n, k) matrix, not the (n, k, 9) of differences
+        squared = (
+            (z**2).sum(axis=1)[:, None]
+            - 2 * z @ self.centroids.T
+            + (self.centroids**2).sum(axis=1)[None, :]
+        )
+        labels = squared.argmin(axis=1)
+        return labels, np.sqrt(np.maximum(squared[np.arange(len(z)), labels], 0.0))
 
     def to_record(self) -> dict[str, Any]:
         return {

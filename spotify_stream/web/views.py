@@ -128,7 +128,11 @@ def register(
             "tables": {name: table.approximate_size(partitions) for name, table in tables.items()},
             "dimensions": {**dimensions.counts, "stale_versions": dimensions.stale},
             "pending_joins": len(enricher.waiting),
-            "unlabelled_tracks": len(enricher.unlabelled) + len(enricher.labelling),
+            "unlabelled_tracks": sum(
+                len(keys)
+                for waiting in (enricher.unlabelled, enricher.labelling)
+                for keys in waiting.values()
+            ),
             "dead_letters": dict(stats.dead_letters),
             "events": dict(stats.events),
             "lake": {
@@ -294,6 +298,7 @@ def register(
         model = enricher.models.model
         if model is None:
             return no_model(web)
+        await index.read()
         try:
             tracks = index.similar(track_id, n, model)
         except NotIndexed as exc:
@@ -318,6 +323,7 @@ def register(
         model = enricher.models.model
         if model is None:
             return no_model(web)
+        await index.read()
         try:
             tracks, based_on = index.recommend(played, n, model)
         except NotIndexed as exc:

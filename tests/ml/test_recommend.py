@@ -9,6 +9,9 @@ import pytest
 from spotify_stream.ml.clustering import FEATURES, ClusterModel
 from spotify_stream.ml.profiles import BOOK_SCHEMA
 from spotify_stream.ml.recommend import POPULARITY_WEIGHT, NotIndexed, Played, TrackIndex
+from spotify_stream.models import codec_for
+from spotify_stream.models.codec import encode_batch
+from tests.models.test_codec import SAMPLES
 
 CENTERS = np.array([[-3.0] * 9, [0.0] * 9, [3.0] * 9])
 
@@ -158,3 +161,24 @@ def test_a_user_without_indexed_plays():
     # only skipped plays: the taste is taken from them rather than refused
     got, based_on = index.recommend([Played("t0", True)], 3, model)
     assert based_on == 1 and [t["track_id"] for t in got] == ["t1"]
+
+
+async def test_messages_are_read_off_the_loop_and_bad_ones_skipped(caplog):
+    codec = codec_for("EnrichedTrack")
+    sample = SAMPLES["EnrichedTrack"]
+    bodies = [
+        codec.encode(sample | {"track_id": f"m{i}", "name": f"song {i}", "danceability": i / 10})
+        for i in range(5)
+    ]
+    index = TrackIndex()
+    index.add_message(encode_batch(bodies[:3]))
+    index.add_message(b"not a batch")
+    index.add_message(encode_batch([*bodies[3:], bodies[0]]))  # m0 again, last wins
+    index.add_message(None)  # a tombstone: nothing
+    await index.read()
+    assert len(index) == 5 and index.ids == [f"m{i}" for i in range(5)]
+    assert "skipping an unreadable message" in caplog.text
+    model = model_for(np.array([[0.0] * 9, [1.0] * 9]), np.array([[0.0] * 9]))
+    got = index.similar("m1", 4, model)
+    assert [t["track_id"] for t in got] == ["m0", "m2", "m3", "m4"]
+    assert got[0]["name"] == "song 0" and got[0]["artist_name"] == sample["artist_name"]
