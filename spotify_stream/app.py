@@ -105,13 +105,14 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
 
     models_topic = pipeline.internal(topics.CLUSTER_MODELS)
     training_topic = pipeline.internal(topics.CLUSTER_TRAINING)
+    index_topic = pipeline.internal(topics.TRACK_INDEX)
 
     def apply(topic: str, value: bytes | None) -> None:
         if topic == topics.POPULARITY.name:
             leaderboard.apply_message(value)
         elif topic == models_topic:
             models.apply_message(value)
-        elif topic == training_topic:
+        elif topic == index_topic:
             index.add_message(value)
         else:
             dimensions.apply_message(topic, value)
@@ -124,7 +125,7 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
 
     app.reader = BroadcastReader(
         settings,
-        [*(t.name for t in KINDS.values()), topics.POPULARITY.name, models_topic, training_topic],
+        [*(t.name for t in KINDS.values()), topics.POPULARITY.name, models_topic, index_topic],
         apply,
         after_batch,
     )

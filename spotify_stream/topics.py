@@ -34,12 +34,21 @@ JOIN_RETRY = "join-retry"
 PLAYS_BY_TRACK = "plays-by-track"
 CONTRIBUTIONS = "popularity-contributions"
 #: The cluster trainer's input (enriched tracks whose features joined or changed, in
-#: Batch messages; every worker also reads it into its recommendation index) and
-#: its published model versions: one partition each, so one trainer learns from
-#: every row and every reader sees the versions in order.
+#: Batch messages), its published model versions, and the tracks it read, as the
+#: recommendation index holds them (Arrow IPC), which every worker reads: one
+#: partition each, so one trainer learns from every row and every reader sees
+#: the versions in order.
 CLUSTER_TRAINING = "cluster-training"
+#: The key of the trainer's other messages: the packed feature vectors
+#: (``ml.clustering.VECTOR``, end to end) of tracks whose features arrived or
+#: changed, which the model learns from (the enriched tracks feed the profiles
+#: and the recommendation index).
+TRAINING_VECTORS_KEY = b"vectors"
 CLUSTER_MODELS = "cluster-models"
-SINGLE_PARTITION = (CLUSTER_TRAINING, CLUSTER_MODELS)
+TRACK_INDEX = "track-index"
+SINGLE_PARTITION = (CLUSTER_TRAINING, CLUSTER_MODELS, TRACK_INDEX)
+#: Read whole from the start by every worker.
+KEPT_FOREVER = (CLUSTER_MODELS, TRACK_INDEX)
 #: Worker tables; each has a changelog ``<app_id>-<table>-changelog``, except
 #: ``enriched``, whose changelog is the output topic itself.
 TABLES = ("features", "pending-joins", "enriched", "popularity-panes", "user-plays")
@@ -61,9 +70,9 @@ def single_partition(app_id: str) -> dict[str, int]:
 
 def kept_forever(app_id: str) -> dict[str, dict[str, str]]:
     """Topic configs of the topics read whole from the start, whatever the broker's
-    retention default (MSK's is 7 days): the trainer's input, which every worker's
-    recommendation index is rebuilt from, and the model versions."""
-    return {internal(app_id, n): {"retention.ms": "-1"} for n in SINGLE_PARTITION}
+    retention default (MSK's is 7 days): the model versions, and the tracks every
+    worker's recommendation index is rebuilt from."""
+    return {internal(app_id, n): {"retention.ms": "-1"} for n in KEPT_FOREVER}
 
 
 def worker_topics(app_id: str) -> list[str]:

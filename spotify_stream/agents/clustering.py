@@ -1,10 +1,15 @@
 """The one trainer of the track clustering, and the model every worker assigns with.
 
-The enricher forwards every track whose features joined or changed (its
-enriched body, in Batch messages) to ``<app_id>-cluster-training``. That topic
-has one partition, so Faust gives it to one worker of the group: exactly one
-trainer learns (``ml.clustering.OnlineClusterer``, mini-batches of
-``cluster_batch`` rows). It publishes a version at most every
+The enricher forwards to ``<app_id>-cluster-training`` the packed feature
+vectors of tracks whose audio features arrived or changed (key ``vectors``),
+and every track whose features joined or changed (its enriched body, in Batch
+messages). That topic has one partition, so Faust gives it to one worker of
+the group: exactly one trainer learns from the vectors
+(``ml.clustering.OnlineClusterer``, mini-batches of ``cluster_batch`` rows) and
+keeps the tracks for the profiles. Learning from the features as they arrive,
+not from the tracks emitted, has the model ready before the tracks of a
+catalog whose features came first, as ``produce`` sends them: tracks emitted
+before the first model have to be emitted again, labelled. It publishes a version at most every
 ``cluster_publish_seconds`` to ``<app_id>-cluster-models`` (one partition,
 every version kept), and with it the profile of each cluster of that version
 to ``spotify.clusters``, which the lake sink lands as the ``clusters`` dataset.
@@ -31,8 +36,9 @@ from faust.types import EventT
 from spotify_stream import topics
 from spotify_stream.agents.pipeline import Pipeline
 from spotify_stream.ingest.reasons import Reason
-from spotify_stream.ml.clustering import FEATURES, ClusterModel, OnlineClusterer
-from spotify_stream.ml.profiles import TrackBook, feature_rows, training_rows
+from spotify_stream.ml.clustering import FEATURES, VECTOR, ClusterModel, OnlineClusterer
+from spotify_stream.ml.profiles import TrackBook, training_rows
+from spotify_stream.ml.recommend import index_messages
 from spotify_stream.models import codec_for
 from spotify_stream.models.codec import DecodeError, items_in
 
@@ -77,6 +83,7 @@ class Trainer:
         self.ready = ready  # set once the broadcast reader has caught up
         self.owns_training = owns_training
         self.models_topic = pipeline.internal(topics.CLUSTER_MODELS)
+        self.index_topic = pipeline.internal(topics.TRACK_INDEX)
         self.clusterer: OnlineClusterer | None = None
         self.book = TrackBook()
         self._rows = _no_rows()  # feature rows not yet learned
@@ -92,7 +99,11 @@ class Trainer:
             events = list(events)
             # Off the loop (polars' decoding and numpy release the GIL): the trainer's
             # worker also enriches, and this took a tenth of its loop.
-            outcomes = await asyncio.to_thread(self._learn, [e.message.value for e in events])
+            outcomes, index = await asyncio.to_thread(
+                self._learn, [(e.message.key, e.message.value) for e in events]
+            )
+            for value in index:
+                await self.pipeline.send(self.index_topic, None, value)
             for event, outcome in zip(events, outcomes, strict=True):
                 message = event.message
                 rows = outcome if isinstance(outcome, int) else 0
@@ -101,24 +112,37 @@ class Trainer:
                     self.pipeline.dead_letter(event, Reason.UNDECODABLE, str(outcome))
             await self._publish_if_due()
 
-    def _learn(self, values: list[bytes | None]) -> list[int | DecodeError]:
-        """Read the messages' rows (their count, or why one is unreadable) and fit the
-        whole mini-batches they complete."""
+    def _learn(
+        self, messages: list[tuple[bytes | None, bytes | None]]
+    ) -> tuple[list[int | DecodeError], list[bytes]]:
+        """Read the messages' rows (their count, or why one is unreadable): vectors to
+        learn from, enriched tracks for the book and the index; fit the whole
+        mini-batches. Returns the outcomes and the index messages to send."""
         outcomes: list[int | DecodeError] = []
-        for value in values:
+        index: list[bytes] = []
+        for key, value in messages:
+            value = value or b""
+            if key == topics.TRAINING_VECTORS_KEY:
+                if len(value) % VECTOR.size:
+                    outcomes.append(DecodeError(f"{len(value)} bytes are not packed vectors"))
+                    continue
+                vectors = np.frombuffer(value, dtype="<f8").reshape(-1, len(FEATURES))
+                self._rows = np.concatenate([self._rows, vectors])
+                outcomes.append(len(vectors))
+                continue
             try:
-                table = training_rows(items_in(value or b""))
+                table = training_rows(items_in(value))
             except DecodeError as exc:
                 outcomes.append(exc)
                 continue
             outcomes.append(table.num_rows)
             if table.num_rows:
                 self.book.add(table)
-                self._rows = np.concatenate([self._rows, feature_rows(table)])
+                index += index_messages(table)
         batch = self.pipeline.settings.cluster_batch
         while len(self._rows) >= batch:
             self._fit(batch)
-        return outcomes
+        return outcomes, index
 
     async def tick(self) -> None:
         """Learn what is left of a quiet stream and publish it; forget the model when the

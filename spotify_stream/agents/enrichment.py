@@ -74,8 +74,10 @@ _DISTANCE = struct.Struct("<d")
 #: emitted before the first model (one message per partition, not per track).
 _LABEL = b"label"
 _LABEL_KEY = b"\x00label"
-#: Enriched tracks per Batch message to the cluster trainer.
+#: Enriched tracks per Batch message to the cluster trainer, and feature vectors per
+#: vectors message.
 _TRAINING_BATCH = 1000
+_VECTORS_BATCH = 10_000
 
 
 def enrich(
@@ -158,6 +160,7 @@ class Enricher:
         self.models = models  # the newest cluster model, for tracks whose features join
         self.training_topic = pipeline.internal(topics.CLUSTER_TRAINING)
         self._training: list[bytes] = []  # emitted bodies for the trainer, not yet sent
+        self._vectors: list[bytes] = []  # packed features for the trainer, not yet sent
         #: partition -> tracks emitted with features but before the first model, and
         #: those of them whose partition's label message is on its way
         self.unlabelled: dict[int, set[bytes]] = {}
@@ -263,6 +266,7 @@ class Enricher:
         if value == old:
             return
         await self.features.put(partition, key, value)
+        self._vectors.append(value[: VECTOR.size])
         await self.rejoin(partition, features["track_id"])
 
     async def rejoin(self, partition: int, track_id: str, expire: bool = False) -> None:
@@ -415,7 +419,15 @@ class Enricher:
         return part + encode_distance(distance)
 
     async def _send_training(self) -> None:
-        """Hand the trainer the tracks whose features joined or changed."""
+        """Hand the trainer the features that arrived or changed (to learn from) and the
+        tracks whose features joined or changed (for its profiles and the index)."""
+        vectors, self._vectors = self._vectors, []
+        for start in range(0, len(vectors), _VECTORS_BATCH):
+            await self.pipeline.send(
+                self.training_topic,
+                topics.TRAINING_VECTORS_KEY,
+                b"".join(vectors[start : start + _VECTORS_BATCH]),
+            )
         bodies, self._training = self._training, []
         for start in range(0, len(bodies), _TRAINING_BATCH):
             chunk = bodies[start : start + _TRAINING_BATCH]

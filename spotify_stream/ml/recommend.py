@@ -2,7 +2,9 @@
 
 Every worker keeps a ``TrackIndex`` of all tracks with audio features (not
 only its partitions: the nearest tracks can be anywhere), fed by its
-broadcast reader from the cluster trainer's input topic. A query standardizes
+broadcast reader from ``<app_id>-track-index``: the cluster trainer decodes
+the enriched tracks once, and publishes the columns the index holds as Arrow
+IPC, which every worker reads at almost no cost. A query standardizes
 with the newest cluster model and searches the query point's nearest clusters:
 its own first, then the next nearest by centroid until there are ``SPREAD``
 candidates per requested track, so a small cluster borrows from its neighbours.
@@ -33,8 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from spotify_stream.ml.clustering import FEATURES, ClusterModel
-from spotify_stream.ml.profiles import feature_rows, training_rows
-from spotify_stream.models.codec import DecodeError, items_in
+from spotify_stream.ml.profiles import BOOK_SCHEMA, feature_rows
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,21 @@ SPREAD = 5
 POPULARITY_WEIGHT = 0.5
 #: Bytes of the trainer's messages held before the index's thread reads them.
 _HELD_BYTES = 16 << 20
+#: The columns of an index message (``BOOK_SCHEMA``'s but the genres).
+INDEX_COLUMNS = [c for c in BOOK_SCHEMA.names if c != "genres"]
+#: Rows per index message: well under a megabyte.
+_ROWS_PER_MESSAGE = 4000
+
+
+def index_messages(table: pa.Table) -> list[bytes]:
+    """Rows of the book's columns as index messages: Arrow IPC streams."""
+    messages = []
+    for batch in table.select(INDEX_COLUMNS).to_batches(max_chunksize=_ROWS_PER_MESSAGE):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        messages.append(sink.getvalue().to_pybytes())
+    return messages
 
 
 class NotIndexed(LookupError):
@@ -87,7 +103,7 @@ class TrackIndex:
         return int(self._valid.sum())
 
     def add_message(self, value: bytes | None) -> None:
-        """A Batch message of enriched tracks (the trainer's input)."""
+        """An index message (``index_messages``)."""
         if value:
             self._held.append(value)
             self._held_bytes += len(value)
@@ -110,14 +126,14 @@ class TrackIndex:
     def _read(self, held: list[bytes]) -> None:
         for value in held:
             try:
-                table = training_rows(items_in(value))
-            except DecodeError as exc:  # the trainer dead-letters it
+                table = pa.ipc.open_stream(value).read_all()
+            except pa.ArrowInvalid as exc:  # only the trainer writes there
                 log.warning("recommendation index: skipping an unreadable message: %s", exc)
                 continue
             self.add(table)
 
     def add(self, table: pa.Table) -> None:
-        """Rows of the book's columns (``ml.profiles.BOOK_SCHEMA``); later rows win."""
+        """Rows of ``INDEX_COLUMNS``; later rows win."""
         with self._lock:
             self._add(table)
 

@@ -7,10 +7,15 @@ import pyarrow as pa
 import pytest
 
 from spotify_stream.ml.clustering import FEATURES, ClusterModel
-from spotify_stream.ml.profiles import BOOK_SCHEMA
-from spotify_stream.ml.recommend import POPULARITY_WEIGHT, NotIndexed, Played, TrackIndex
+from spotify_stream.ml.profiles import BOOK_SCHEMA, training_rows
+from spotify_stream.ml.recommend import (
+    POPULARITY_WEIGHT,
+    NotIndexed,
+    Played,
+    TrackIndex,
+    index_messages,
+)
 from spotify_stream.models import codec_for
-from spotify_stream.models.codec import encode_batch
 from tests.models.test_codec import SAMPLES
 
 CENTERS = np.array([[-3.0] * 9, [0.0] * 9, [3.0] * 9])
@@ -163,7 +168,7 @@ def test_a_user_without_indexed_plays():
     assert based_on == 1 and [t["track_id"] for t in got] == ["t1"]
 
 
-async def test_messages_are_read_off_the_loop_and_bad_ones_skipped(caplog):
+async def test_index_messages_are_read_off_the_loop_and_bad_ones_skipped(caplog):
     codec = codec_for("EnrichedTrack")
     sample = SAMPLES["EnrichedTrack"]
     bodies = [
@@ -171,9 +176,11 @@ async def test_messages_are_read_off_the_loop_and_bad_ones_skipped(caplog):
         for i in range(5)
     ]
     index = TrackIndex()
-    index.add_message(encode_batch(bodies[:3]))
-    index.add_message(b"not a batch")
-    index.add_message(encode_batch([*bodies[3:], bodies[0]]))  # m0 again, last wins
+    for value in index_messages(training_rows(bodies[:3])):
+        index.add_message(value)
+    index.add_message(b"not arrow")
+    for value in index_messages(training_rows([*bodies[3:], bodies[0]])):  # m0 again
+        index.add_message(value)
     index.add_message(None)  # a tombstone: nothing
     await index.read()
     assert len(index) == 5 and index.ids == [f"m{i}" for i in range(5)]
@@ -182,3 +189,13 @@ async def test_messages_are_read_off_the_loop_and_bad_ones_skipped(caplog):
     got = index.similar("m1", 4, model)
     assert [t["track_id"] for t in got] == ["m0", "m2", "m3", "m4"]
     assert got[0]["name"] == "song 0" and got[0]["artist_name"] == sample["artist_name"]
+
+
+def test_index_messages_stay_small():
+    x = np.random.default_rng(1).normal(size=(10_000, 9))
+    messages = index_messages(rows(x))
+    assert len(messages) == 3 and max(map(len, messages)) < 1 << 20
+    index = TrackIndex()
+    for value in messages:
+        index.add(pa.ipc.open_stream(value).read_all())
+    assert len(index) == 10_000
