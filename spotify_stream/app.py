@@ -19,11 +19,12 @@ from spotify_stream.agents import popularity
 from spotify_stream.agents.clustering import ModelHolder, Trainer
 from spotify_stream.agents.enrichment import Enricher
 from spotify_stream.agents.pipeline import Pipeline
-from spotify_stream.agents.sink import DATASETS, LakeConsumer, LakeSink, WriteGate
+from spotify_stream.agents.sink import LakeConsumer, LakeSink, WriteGate
 from spotify_stream.agents.users import RecentPlays
 from spotify_stream.ml.recommend import TrackIndex
 from spotify_stream.settings import Settings, get_settings
 from spotify_stream.sink.buffer import Limits
+from spotify_stream.sink.datasets import DATASETS
 from spotify_stream.sink.storage import storage_for
 from spotify_stream.sink.writer import LakeWriter
 from spotify_stream.tables.broadcast import BroadcastReader

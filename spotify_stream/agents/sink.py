@@ -34,14 +34,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from mode import Service
 
-from spotify_stream import topics
 from spotify_stream.agents.pipeline import Pipeline
 from spotify_stream.ingest.catalog import dead_letter
 from spotify_stream.ingest.reasons import Reason
@@ -50,27 +48,11 @@ from spotify_stream.models import codec_for
 from spotify_stream.models.codec import MAGIC, DecodeError, items_in, record_name
 from spotify_stream.settings import Settings
 from spotify_stream.sink.buffer import Flush, Limits, PartitionBuffer
+from spotify_stream.sink.datasets import Dataset
 from spotify_stream.sink.objects import CURATED, flushes_after
 from spotify_stream.sink.writer import LakeWriter
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    topic: topics.Topic
-    event_time: str  # the field that decides the dt=/hr= folder
-
-
-DATASETS = (
-    Dataset("artists", topics.ARTISTS, "updated_at"),
-    Dataset("albums", topics.ALBUMS, "updated_at"),
-    Dataset("tracks_enriched", topics.ENRICHED, "updated_at"),
-    Dataset("plays", topics.PLAYS, "played_at"),
-    Dataset("popularity", topics.POPULARITY, "window_start"),
-    Dataset("clusters", topics.CLUSTERS, "published_at"),
-)
 
 
 class WriteGate:
