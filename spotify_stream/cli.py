@@ -306,6 +306,62 @@ def report(out_dir: Path) -> None:
     console.cluster_report(result)
 
 
+@cli.group()
+def catalog() -> None:
+    """The lake's tables: Glue (for Athena) or a local DuckDB file."""
+
+
+@catalog.command("sync")
+@click.option(
+    "--target",
+    type=click.Choice(["glue", "local"]),
+    default="local",
+    show_default=True,
+    help="glue: database, tables and partitions in AWS Glue (an s3:// lake); "
+    "local: DuckDB views over a file:// lake.",
+)
+@click.option(
+    "--duckdb",
+    "duckdb_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("lake.duckdb"),
+    show_default=True,
+    help="The DuckDB file of --target local.",
+)
+def catalog_sync(target: str, duckdb_path: Path) -> None:
+    """Create or update the tables of every lake dataset (a crawler's work, idempotent).
+
+    Glue: the database SPOTIFY_STREAM_GLUE_DATABASE, one table per dataset with
+    dt/hr partitions and partition projection, columns from the Parquet files
+    (new columns are added, none removed), and the partitions not yet registered.
+    Credentials and region from the standard AWS chain.
+    """
+    from spotify_stream import console
+    from spotify_stream.sink.storage import storage_for
+    from spotify_stream.warehouse.catalog import sync_glue, sync_local
+
+    settings = _settings()
+    storage = storage_for(settings)
+
+    async def run() -> Any:
+        try:
+            if target == "local":
+                return await sync_local(settings, storage, str(duckdb_path))
+            with console.counting_progress("reading Parquet footers") as progress:
+                return await sync_glue(settings, storage, progress)
+        finally:
+            await storage.close()
+
+    result = run_async(lambda _stop: run())
+    if target == "local":
+        console.out.print(
+            f"{duckdb_path}: views {', '.join(result) or '(none: the lake is empty)'} "
+            f"over {storage.url}"
+        )
+    else:
+        console.catalog_summary(result, settings.glue_database)
+
+
 def main() -> None:
     verbose = "-v" in sys.argv[1:] or "--verbose" in sys.argv[1:]
     try:

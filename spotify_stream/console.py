@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ from spotify_stream.ingest.producer import ProduceResult, ProgressCallback
 
 if TYPE_CHECKING:
     from spotify_stream.ml.report import ClusterReport
+    from spotify_stream.warehouse.catalog import SyncResult
 
 out = Console()
 if not out.is_terminal:
@@ -146,3 +147,37 @@ def recommendations(user_id: str, body: dict) -> None:
             f"{track['distance']:.2f}",
         )
     out.print(table)
+
+
+@contextmanager
+def counting_progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar of done / total items; yields the update callback."""
+    progress = Progress(
+        TextColumn(description),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+        transient=True,
+    )
+    task = progress.add_task(description, total=None)
+
+    def update(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+
+    with progress:
+        yield update
+
+
+def catalog_summary(result: SyncResult, database: str) -> None:
+    table = Table(title=f"Glue database {database}", show_edge=False)
+    table.add_column("table")
+    table.add_column("definition")
+    table.add_column("partitions added", justify="right")
+    for name, state in result.tables.items():
+        table.add_row(name, state, f"{result.partitions_added.get(name, 0):,}")
+    out.print(table)
+    if result.database_created:
+        out.print(f"created the database {database}")
+    out.print("changed nothing: the catalog was up to date" if not result.changed else "synced")

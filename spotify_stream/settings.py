@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     s3_max_attempts: int = Field(
         5, ge=1, description="Attempts per S3 call (botocore standard retries, jittered backoff)"
     )
+    glue_database: str = Field(
+        "spotify_stream", description="Glue database (Athena schema) of the lake's tables"
+    )
+    glue_endpoint: str | None = Field(None, description="Endpoint URL of Glue (moto, tests)")
     parquet_row_group_rows: int = Field(
         131_072,
         ge=1,
