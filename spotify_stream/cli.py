@@ -362,6 +362,68 @@ def catalog_sync(target: str, duckdb_path: Path) -> None:
         console.catalog_summary(result, settings.glue_database)
 
 
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--sql", help="Athena SQL to run instead of a named query.")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="K=V",
+    help="A parameter of the named query (repeatable), e.g. --param n=20.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["duckdb"]),
+    default="duckdb",
+    show_default=True,
+    help="duckdb: the same SQL run locally over the lake (file or S3).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--list", "list_", is_flag=True, help="List the named queries and their parameters.")
+def query(
+    name: str | None,
+    sql: str | None,
+    params: tuple[str, ...],
+    engine: str,
+    fmt: str,
+    list_: bool,
+) -> None:
+    """Run a named query (spotify_stream/warehouse/queries/NAME.sql) or --sql over the lake.
+
+    The queries are Athena SQL; the DuckDB engine transpiles them with sqlglot.
+    Example: spotify-stream query most_streamed_artists --param n=5 --format csv
+    """
+    from spotify_stream import console
+    from spotify_stream.warehouse.query import named, named_queries, run_duckdb
+
+    if list_:
+        console.query_list(named_queries().values())
+        return
+    if (name is None) == (sql is None):
+        raise click.UsageError("give a query NAME or --sql, not both")
+    values = {}
+    for param in params:
+        key, sep, value = param.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{param!r} is not K=V", param_hint="--param")
+        values[key] = value
+    if sql is not None:
+        if values:
+            raise click.UsageError("--param applies to named queries")
+        statement = sql
+    else:
+        statement = named(name).bind(values)
+    settings = _settings()
+    console.query_result(run_duckdb(settings, statement), fmt)
+
+
 def main() -> None:
     verbose = "-v" in sys.argv[1:] or "--verbose" in sys.argv[1:]
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -21,8 +21,11 @@ from spotify_stream.ingest.catalog import FileStats
 from spotify_stream.ingest.producer import ProduceResult, ProgressCallback
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from spotify_stream.ml.report import ClusterReport
     from spotify_stream.warehouse.catalog import SyncResult
+    from spotify_stream.warehouse.query import NamedQuery
 
 out = Console()
 if not out.is_terminal:
@@ -181,3 +184,40 @@ def catalog_summary(result: SyncResult, database: str) -> None:
     if result.database_created:
         out.print(f"created the database {database}")
     out.print("changed nothing: the catalog was up to date" if not result.changed else "synced")
+
+
+def query_list(queries: Iterable[NamedQuery]) -> None:
+    table = Table(show_edge=False)
+    for column in ("query", "returns", "parameters (default)"):
+        table.add_column(column)
+    for q in queries:
+        params = ", ".join(
+            f"{k}={v}" if v is not None else f"{k} (required)" for k, v in q.defaults.items()
+        )
+        table.add_row(q.name, q.description, params)
+    out.print(table)
+
+
+def query_result(result: pa.Table, fmt: str) -> None:
+    """A query's rows on stdout: a table for people, CSV or JSON lines for programs."""
+    import sys
+
+    if fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(result, sys.stdout.buffer)
+        return
+    rows = result.to_pylist()
+    if fmt == "json":
+        import json
+
+        for row in rows:
+            sys.stdout.write(json.dumps(row, default=str) + "\n")
+        return
+    table = Table(show_edge=False)
+    for name in result.column_names:
+        table.add_column(name)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    out.print(table)
+    out.print(f"{len(rows):,} rows")

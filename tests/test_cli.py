@@ -21,7 +21,18 @@ def run(*args, cwd, env=None):
 
 
 @pytest.mark.parametrize(
-    "command", ["broker", "generate", "produce", "simulate-plays", "worker", "demo", "report"]
+    "command",
+    [
+        "broker",
+        "generate",
+        "produce",
+        "simulate-plays",
+        "worker",
+        "demo",
+        "report",
+        "query",
+        "catalog",
+    ],
 )
 def test_every_command_has_help(command, tmp_path):
     proc = run(command, "--help", cwd=tmp_path)

@@ -189,6 +189,8 @@ async def sync_local(settings: Settings, storage: Storage, path: str) -> list[st
     """Views over a file lake's datasets in the DuckDB file ``path``; returns the views."""
     import duckdb
 
+    from spotify_stream.warehouse.query import parquet_view
+
     root = getattr(storage, "root", None)
     if root is None:
         raise UserError(
@@ -201,10 +203,6 @@ async def sync_local(settings: Settings, storage: Storage, path: str) -> list[st
     made = []
     with duckdb.connect(path) as con:
         for name in datasets:
-            files = f"{root.resolve()}/{CURATED}/{name}/*/*/*.parquet"
-            con.execute(
-                f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM read_parquet('
-                f"'{files}', hive_partitioning = true, union_by_name = true)"
-            )
+            con.execute(parquet_view(name, root.resolve()))
             made.append(name)
     return made

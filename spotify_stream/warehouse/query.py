@@ -1,0 +1,137 @@
+"""Named queries (``queries/*.sql``, Athena SQL) and the local engine that runs them.
+
+A query file starts with comment lines: the first says what it returns, each
+``-- param: name = default`` declares a parameter (``:name`` in the SQL; no
+default: required). Parameters become SQL literals through sqlglot's syntax
+tree, never by pasting text, so a value cannot change the statement.
+
+The DuckDB engine transpiles the Athena SQL with sqlglot and runs it over the
+lake: a file lake through ``read_parquet`` views, an S3 lake through pyarrow's
+S3 filesystem (DuckDB's own S3 support is an extension it would download).
+Each dataset is a view named like its Glue table, ``dt`` and ``hr`` included.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from spotify_stream.errors import UserError
+from spotify_stream.settings import Settings
+from spotify_stream.sink.datasets import DATASETS
+from spotify_stream.sink.objects import CURATED
+from spotify_stream.sink.parquet import schema_of
+
+QUERIES = Path(__file__).parent / "queries"
+_PARAM = re.compile(r"^--\s*param:\s*(\w+)\s*(?:=\s*(.*?))?\s*$")
+
+
+@dataclass(frozen=True)
+class NamedQuery:
+    name: str
+    description: str
+    sql: str
+    defaults: dict[str, str | None]  # None: required
+
+    def bind(self, params: dict[str, str]) -> str:
+        """The SQL with ``params`` (over the defaults) as literals, in Athena's dialect."""
+        import sqlglot
+        from sqlglot import exp
+
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            raise UserError(
+                f"query {self.name} has no parameter {', '.join(sorted(unknown))}; "
+                f"it takes {', '.join(self.defaults) or 'none'}"
+            )
+        values = {k: v for k, v in (self.defaults | params).items()}
+        missing = [k for k, v in values.items() if v is None]
+        if missing:
+            raise UserError(f"query {self.name} needs --param {missing[0]}=VALUE")
+        tree = sqlglot.parse_one(self.sql, read="athena")
+
+        def literal(node: exp.Expression) -> exp.Expression:
+            if isinstance(node, exp.Placeholder) and node.name in values:
+                value = values[node.name]
+                if value == "current_date":
+                    return exp.CurrentDate()
+                if re.fullmatch(r"-?\d+", value):
+                    return exp.Literal.number(value)
+                return exp.Literal.string(value)
+            return node
+
+        return tree.transform(literal).sql("athena")
+
+
+def named_queries() -> dict[str, NamedQuery]:
+    queries = {}
+    for path in sorted(QUERIES.glob("*.sql")):
+        text = path.read_text()
+        header = [line for line in text.splitlines() if line.startswith("--")]
+        defaults = {}
+        for line in header:
+            if match := _PARAM.match(line):
+                defaults[match.group(1)] = match.group(2)
+        description = header[0].lstrip("- ").strip() if header else ""
+        queries[path.stem] = NamedQuery(path.stem, description, text, defaults)
+    return queries
+
+
+def named(name: str) -> NamedQuery:
+    queries = named_queries()
+    if name not in queries:
+        raise UserError(f"no query {name}; the named queries are {', '.join(queries)}")
+    return queries[name]
+
+
+def parquet_view(name: str, root: Path) -> str:
+    """DuckDB's view of dataset ``name`` of the file lake at ``root``."""
+    files = root / CURATED / name / "*" / "*" / "*.parquet"
+    return (
+        f"CREATE OR REPLACE VIEW \"{name}\" AS SELECT * FROM read_parquet('{files}', "
+        "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
+    )
+
+
+def run_duckdb(settings: Settings, athena_sql: str) -> pa.Table:
+    """``athena_sql`` transpiled to DuckDB and run over the lake of ``settings``."""
+    import duckdb
+    import sqlglot
+
+    sql = sqlglot.transpile(athena_sql, read="athena", write="duckdb")[0]
+    with duckdb.connect() as con:
+        for dataset in DATASETS:
+            _register(con, settings, dataset.name, schema_of(dataset.topic.record))
+        try:
+            return con.sql(sql).to_arrow_table()
+        except duckdb.Error as exc:
+            raise UserError(f"the query failed in DuckDB: {exc}".splitlines()[0]) from None
+
+
+def _register(con, settings: Settings, name: str, schema: pa.Schema) -> None:
+    import pyarrow.dataset as ds
+
+    lake = settings.lake
+    empty = schema.append(pa.field("dt", pa.string())).append(pa.field("hr", pa.string()))
+    if lake.startswith("file://"):
+        root = Path(lake.removeprefix("file://")).expanduser().resolve()
+        if any((root / CURATED / name).glob("*/*/*.parquet")):
+            con.execute(parquet_view(name, root))
+            return
+    else:
+        from pyarrow import fs
+
+        bucket, _, prefix = lake.removeprefix("s3://").partition("/")
+        s3 = fs.S3FileSystem(endpoint_override=settings.s3_endpoint)
+        path = "/".join(p for p in (bucket, prefix.strip("/"), CURATED, name) if p)
+        if s3.get_file_info(path).type != fs.FileType.NotFound:
+            partitioning = ds.partitioning(
+                pa.schema([("dt", pa.string()), ("hr", pa.string())]), flavor="hive"
+            )
+            dataset = ds.dataset(path, filesystem=s3, format="parquet", partitioning=partitioning)
+            con.register(name, dataset)
+            return
+    con.register(name, empty.empty_table())
