@@ -17,23 +17,29 @@ import sqlglot
 from spotify_stream import topics
 from spotify_stream.embedded import EmbeddedBroker
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
+from spotify_stream.errors import UserError
 from spotify_stream.ingest.producer import produce
 from spotify_stream.ml.clustering import FEATURES
 from spotify_stream.settings import Settings
 from spotify_stream.warehouse.query import named, named_queries, run_duckdb
 from tests.agents.test_clustering_e2e import published
 from tests.conftest import send_records
+from tests.models.test_codec import SAMPLES
 from tests.reference import reference, reference_enriched
 
 pytestmark = pytest.mark.slow
 
 AS_OF = "2024-06-30"
+ORPHANS = [
+    SAMPLES["Track"] | {"track_id": f"orphan-{i}", "album_id": "no-album", "artist_id": "no-artist"}
+    for i in range(2)
+]
 
 
 @pytest.fixture(scope="module")
 def lake(generated, tmp_path_factory):
-    """One pipeline run: the generated catalog and 3,000 scripted plays, landed in a file
-    lake; the worker stopped, so every flush is written. Yields (settings, plays)."""
+    """One pipeline run: the generated catalog and 3,001 scripted plays, landed in a file
+    lake; the worker stopped, so every flush is written. Yields (settings, plays, models)."""
     workdir: Path = tmp_path_factory.mktemp("queries")
     with EmbeddedBroker() as broker:
         settings = Settings(
@@ -44,6 +50,9 @@ def lake(generated, tmp_path_factory):
             lake=f"file://{workdir}/lake",
             flush_seconds=1,
             cluster_warmup=300,
+            join_max_wait=3,  # tracks whose dimensions never come are emitted incomplete
+            # plays arrive in one burst, partitions hours apart: a grace that covers it
+            window_grace=9 * 3600,
             _env_file=None,
         )
         complete = sorted(t for t, r in reference_enriched(generated).items() if r["complete"])
@@ -53,24 +62,60 @@ def lake(generated, tmp_path_factory):
             {
                 "user_id": f"user-{rng.randrange(40)}",
                 "track_id": rng.choice(complete[:300]),  # a few tracks, many plays each
-                "played_at": start + dt.timedelta(seconds=i),
+                "played_at": start + dt.timedelta(seconds=10 * i),  # 8.3 hours
                 "ms_played": 1000,
                 "skipped": rng.random() < 0.2,
                 "session_id": "s",
             }
             for i in range(3000)
         ]
+        # one play the next morning: its time passes every hourly window's end + grace
+        plays.append(plays[0] | {"played_at": start + dt.timedelta(hours=18)})
         with WorkerProcess(settings, workdir) as worker:
             asyncio.run(produce(settings, str(generated)))
+            # two tracks whose album, artist and features never come: emitted incomplete
+            asyncio.run(send_records(settings, [(topics.TRACKS, t) for t in ORPHANS]))
             assert wait_for(
                 lambda: (
                     (s := worker.get("/pipeline/stats"))["cluster_model"]
                     and s["cluster_model"]["rows_seen"] >= len(complete)
                     and not s["unlabelled_tracks"]
+                    and not s["pending_joins"]
                 ),
                 180,
             )
-            asyncio.run(send_records(settings, [(topics.PLAYS, p) for p in plays]))
+
+            def drained(sent: int) -> bool:
+                """Every play sent read, through both repartitions, its windows landed."""
+                stats = worker.get("/pipeline/stats")
+                flow = stats["topics"]
+                if flow.get(topics.PLAYS.name, {}).get("records_in", 0) < sent:
+                    return False
+                for name in (topics.PLAYS_BY_TRACK, topics.CONTRIBUTIONS):
+                    internal = flow.get(topics.internal(settings.app_id, name), {})
+                    if internal.get("records_in", 0) < internal.get("messages_out", 1):
+                        return False
+                out = flow.get(topics.POPULARITY.name, {}).get("messages_out", 0)
+                return stats["lake"]["popularity"]["read"] >= out
+
+            # the next morning's play last, once the others are through: first, it would
+            # move the watermark past them all
+            for sent in (len(plays) - 1, len(plays)):
+                batch = plays[sent - 1 : sent] if sent == len(plays) else plays[:sent]
+                asyncio.run(send_records(settings, [(topics.PLAYS, p) for p in batch]))
+                assert wait_for(lambda n=sent: drained(n), 60)
+            # the windows the last play closed: out, landed, and no more coming
+            seen: list[int] = []
+
+            def settled() -> bool:
+                stats = worker.get("/pipeline/stats")
+                out = stats["topics"].get(topics.POPULARITY.name, {}).get("messages_out", 0)
+                seen.append(out)
+                landed = stats["lake"]["popularity"]["read"] >= out > 0
+                return landed and seen[-3:] == [out] * 3
+
+            assert wait_for(settled, 60, interval=0.5)
+            assert worker.get("/pipeline/stats")["events"].get("late_plays", 0) == 0
             assert wait_for(
                 lambda: worker.get("/pipeline/stats")["lake"]["plays"]["read"] >= len(plays), 60
             )
@@ -155,3 +200,64 @@ def test_cluster_profiles(lake, generated):
         if r["size"]:
             means = x[labels == r["cluster_id"]].mean(axis=0)
             assert [r[f] for f in FEATURES] == pytest.approx(means.tolist(), rel=1e-9)
+
+
+def test_top_genres_over_time(lake, generated):
+    settings, plays, _ = lake
+    tracks = reference_enriched(generated)
+    daily: Counter = Counter()
+    for play in plays:
+        for genre in tracks[play["track_id"]]["genres"]:
+            daily[(play["played_at"].date(), genre)] += 1
+    expected = []
+    for day in sorted({d for d, _ in daily}):
+        ranked = sorted(((-n, g) for (d, g), n in daily.items() if d == day))[:3]
+        expected += [
+            {"day": day, "rank": r, "genre": g, "plays": -n} for r, (n, g) in enumerate(ranked, 1)
+        ]
+    assert rows(settings, "top_genres_over_time", n="3") == expected
+
+
+def test_artist_popularity_trend(lake, generated):
+    settings, plays, _ = lake
+    tracks = reference_enriched(generated)
+    artist = Counter(tracks[p["track_id"]]["artist_id"] for p in plays).most_common(1)[0][0]
+    latest = max(p["played_at"] for p in plays)
+    hour = dt.timedelta(hours=1)
+    windows: dict[dt.datetime, list[dict]] = {}
+    for play in plays:
+        if tracks[play["track_id"]]["artist_id"] == artist:
+            start = play["played_at"].replace(minute=0, second=0, microsecond=0)
+            windows.setdefault(start, []).append(play)
+    grace = dt.timedelta(hours=9)
+    closed = sorted(s for s in windows if s + hour + grace <= latest)
+    assert len(closed) >= 5
+    got = rows(settings, "artist_popularity_trend", artist_id=artist)
+    assert [r["window_start"] for r in got] == closed
+    for i, (r, start) in enumerate(zip(got, closed, strict=True)):
+        ps = windows[start]
+        assert r["window_end"] == start + hour
+        assert r["plays"] == len(ps)
+        assert r["unique_listeners"] == len({p["user_id"] for p in ps})  # exact below 64
+        assert r["skip_rate"] == pytest.approx(sum(p["skipped"] for p in ps) / len(ps))
+        recent = [len(windows[s]) for s in closed[max(0, i - 2) : i + 1]]
+        assert r["plays_rolling_3"] == pytest.approx(sum(recent) / len(recent))
+
+
+def test_data_quality(lake, generated):
+    settings, _, _ = lake
+    counts: Counter = Counter()
+    for track in reference_enriched(generated).values():
+        for part in track["missing"] or ["none"]:
+            counts[part] += 1
+    for part in ("album", "artist", "features"):
+        counts[part] += len(ORPHANS)
+    got = rows(settings, "data_quality")
+    assert got == [{"missing": k, "tracks": counts[k]} for k in sorted(counts)]
+
+
+def test_a_required_parameter_and_an_unknown_one_are_one_line():
+    with pytest.raises(UserError, match="needs --param artist_id=VALUE"):
+        named("artist_popularity_trend").bind({})
+    with pytest.raises(UserError, match="has no parameter nope; it takes n"):
+        named("most_streamed_artists").bind({"nope": "1"})

@@ -1,0 +1,19 @@
+-- Enriched tracks (latest version of each) by what their join still misses: none, album, artist, features.
+WITH latest AS (
+    SELECT track_id, max_by(missing, greatest(
+               coalesce(updated_at, TIMESTAMP '1970-01-01 00:00:00'),
+               coalesce(album_updated_at, TIMESTAMP '1970-01-01 00:00:00'),
+               coalesce(artist_updated_at, TIMESTAMP '1970-01-01 00:00:00'),
+               coalesce(features_updated_at, TIMESTAMP '1970-01-01 00:00:00'))) AS missing
+    FROM tracks_enriched
+    GROUP BY track_id
+),
+parts AS (
+    SELECT coalesce(m.part, 'none') AS missing, l.track_id
+    FROM latest AS l
+    LEFT JOIN UNNEST(l.missing) AS m(part) ON TRUE
+)
+SELECT missing, count(DISTINCT track_id) AS tracks
+FROM parts
+GROUP BY missing
+ORDER BY missing
