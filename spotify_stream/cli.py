@@ -374,10 +374,11 @@ def catalog_sync(target: str, duckdb_path: Path) -> None:
 )
 @click.option(
     "--engine",
-    type=click.Choice(["duckdb"]),
+    type=click.Choice(["duckdb", "athena"]),
     default="duckdb",
     show_default=True,
-    help="duckdb: the same SQL run locally over the lake (file or S3).",
+    help="duckdb: the SQL transpiled and run locally over the lake (file or S3); "
+    "athena: run by Athena over the Glue tables (catalog sync --target glue first).",
 )
 @click.option(
     "--format",
@@ -421,7 +422,14 @@ def query(
     else:
         statement = named(name).bind(values)
     settings = _settings()
-    console.query_result(run_duckdb(settings, statement), fmt)
+    if engine == "athena":
+        from spotify_stream.warehouse.athena import run_athena
+
+        with console.out.status("waiting for Athena"):
+            result = run_async(lambda _stop: run_athena(settings, statement))
+    else:
+        result = run_duckdb(settings, statement)
+    console.query_result(result, fmt)
 
 
 def main() -> None:

@@ -41,6 +41,15 @@ class Settings(BaseSettings):
         "spotify_stream", description="Glue database (Athena schema) of the lake's tables"
     )
     glue_endpoint: str | None = Field(None, description="Endpoint URL of Glue (moto, tests)")
+    athena_workgroup: str = Field(
+        "primary", description="Athena workgroup of query --engine athena"
+    )
+    athena_output: str | None = Field(
+        None,
+        description="s3:// location of Athena's query results (unset: the workgroup's own)",
+    )
+    athena_endpoint: str | None = Field(None, description="Endpoint URL of Athena (moto, tests)")
+    athena_timeout: float = Field(600, gt=0, description="Seconds an Athena query may run")
     parquet_row_group_rows: int = Field(
         131_072,
         ge=1,
