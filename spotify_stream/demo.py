@@ -24,8 +24,11 @@ from spotify_stream.runtime import run_async
 from spotify_stream.settings import Settings
 from spotify_stream.sink.objects import CURATED, inventory
 from spotify_stream.sink.storage import FileStorage, Storage, storage_for
+from spotify_stream.warehouse.catalog import sync_local
+from spotify_stream.warehouse.query import named, run_duckdb
 
 T = TypeVar("T")
+CATALOG = "lake.duckdb"
 
 
 def run_demo(
@@ -126,7 +129,20 @@ def run_demo(
         console.lake_summary(counts, storage.url)
         if counts.get("clusters"):
             console.cluster_report(run_async(lambda _stop: from_lake(worker.settings, report_dir)))
+        _warehouse(worker.settings, storage)
     console.out.print("demo finished; the embedded broker is stopped (its data was in memory)")
+
+
+def _warehouse(settings: Settings, storage: Storage) -> None:
+    """The local catalog over the lake, and two named queries run on it."""
+    views = run_async(lambda _stop: _closing(storage, sync_local(settings, storage, CATALOG)))
+    console.out.print(f"8. local catalog: {CATALOG} (DuckDB views {', '.join(views)})")
+    for name, params, title in (
+        ("top_albums", {"n": "5"}, "top albums of the last 5 years"),
+        ("most_streamed_artists", {"n": "5"}, "most streamed artists"),
+    ):
+        console.out.print(f"   {title} (spotify-stream query {name}):")
+        console.query_result(run_duckdb(settings, named(name).bind(params)), "table")
 
 
 def _example_recommendation(worker: WorkerProcess) -> None:

@@ -2,6 +2,7 @@ import os
 import re
 import subprocess
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 
@@ -120,6 +121,21 @@ def test_demo_runs_to_its_summary(tmp_path):
     ) in proc.stdout
     for name in ("clusters_projection.png", "clusters_profile.png"):
         assert (tmp_path / "report" / name).read_bytes().startswith(b"\x89PNG")
+    # and with the local catalog, and two named queries over it
+    assert "8. local catalog: lake.duckdb (DuckDB views artists, albums, tracks_enriched" in (
+        proc.stdout
+    )
+    with duckdb.connect(str(tmp_path / "lake.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM plays").fetchone()[0] == (
+            pq.read_table(lake / "plays").num_rows
+        )
+        artists = con.execute(
+            "SELECT artist_id FROM plays JOIN (SELECT DISTINCT track_id, artist_id "
+            "FROM tracks_enriched) USING (track_id) GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
+        ).fetchone()[0]
+    assert "most streamed artists (spotify-stream query most_streamed_artists)" in proc.stdout
+    first_row = proc.stdout.split("most streamed artists")[1].split("\n")[3]
+    assert first_row.startswith(f" {artists} ")
     # A second run starts the lake afresh (its broker does): still 500 tracks, not 1,000.
     again = demo("0")
     assert "cleared the lake of an earlier demo run" in again.stdout
