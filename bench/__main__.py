@@ -4,7 +4,9 @@ import runpy
 import sys
 
 if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
-    print("usage: python -m bench produce|pipeline|recommend [options]  (--help after the name)")
+    print(
+        "usage: python -m bench produce|pipeline|recommend|query [options]  (--help after the name)"
+    )
     sys.exit(0 if len(sys.argv) >= 2 else 2)
 name = sys.argv.pop(1)
 sys.argv[0] = f"bench/{name}.py"

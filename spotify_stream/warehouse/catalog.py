@@ -203,6 +203,6 @@ async def sync_local(settings: Settings, storage: Storage, path: str) -> list[st
     made = []
     with duckdb.connect(path) as con:
         for name in datasets:
-            con.execute(parquet_view(name, root.resolve()))
+            con.execute(parquet_view(name, root.resolve(), union=True))
             made.append(name)
     return made

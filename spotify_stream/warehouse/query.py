@@ -87,12 +87,14 @@ def named(name: str) -> NamedQuery:
     return queries[name]
 
 
-def parquet_view(name: str, root: Path) -> str:
-    """DuckDB's view of dataset ``name`` of the file lake at ``root``."""
+def parquet_view(name: str, root: Path, union: bool) -> str:
+    """DuckDB's view of dataset ``name`` of the file lake at ``root``. ``union``: columns
+    united by name over every file (each footer read: 2.4 times slower over 5,760
+    files); else the columns of the first file, which is all a named query reads."""
     files = root / CURATED / name / "*" / "*" / "*.parquet"
     return (
         f"CREATE OR REPLACE VIEW \"{name}\" AS SELECT * FROM read_parquet('{files}', "
-        "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
+        f"hive_partitioning = true, hive_types_autocast = false, union_by_name = {union})"
     )
 
 
@@ -119,7 +121,7 @@ def _register(con, settings: Settings, name: str, schema: pa.Schema) -> None:
     if lake.startswith("file://"):
         root = Path(lake.removeprefix("file://")).expanduser().resolve()
         if any((root / CURATED / name).glob("*/*/*.parquet")):
-            con.execute(parquet_view(name, root))
+            con.execute(parquet_view(name, root, union=False))
             return
     else:
         from pyarrow import fs
