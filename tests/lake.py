@@ -23,6 +23,7 @@ DATASETS = {
     "plays": topics.PLAYS,
     "popularity": topics.POPULARITY,
     "clusters": topics.CLUSTERS,
+    "deadletters": topics.DEADLETTER,
 }
 
 

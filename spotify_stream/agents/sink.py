@@ -40,6 +40,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from mode import Service
 
+from spotify_stream import topics
 from spotify_stream.agents.pipeline import Pipeline
 from spotify_stream.ingest.catalog import dead_letter
 from spotify_stream.ingest.reasons import Reason
@@ -271,6 +272,14 @@ class LakeSink:
         log.warning("%s: %s failed (%s); retrying in %.0f s", self.dataset.name, what, exc, delay)
 
     def _dead_letter(self, partition: int, item: bytes, reason: str) -> None:
+        if self.dataset.topic == topics.DEADLETTER:  # a dead letter of a dead letter would loop
+            log.error(
+                "deadletters: a dead letter of partition %d cannot be landed (%s); it stays in %s",
+                partition,
+                reason,
+                topics.DEADLETTER.name,
+            )
+            return
         letter = dead_letter(
             Reason.NOT_PARQUET,
             reason,

@@ -21,4 +21,5 @@ DATASETS = (
     Dataset("plays", topics.PLAYS, "played_at"),
     Dataset("popularity", topics.POPULARITY, "window_start"),
     Dataset("clusters", topics.CLUSTERS, "published_at"),
+    Dataset("deadletters", topics.DEADLETTER, "failed_at"),
 )

@@ -79,6 +79,7 @@ async def test_glue_sync_creates_then_changes_nothing_then_adds_a_column(setting
         "plays": 0,
         "popularity": 0,
         "clusters": 0,
+        "deadletters": 0,
     }
     tables = await glue_tables(settings)
     written = pq.read_schema(pa.BufferReader(artist))

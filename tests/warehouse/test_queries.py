@@ -5,6 +5,7 @@ with DuckDB (tests/reference.py), the scripted plays, and the published model.""
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime as dt
 import random
 from collections import Counter
@@ -18,6 +19,7 @@ from spotify_stream import topics
 from spotify_stream.embedded import EmbeddedBroker
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
 from spotify_stream.errors import UserError
+from spotify_stream.ingest.generator import ANOMALY_MANIFEST
 from spotify_stream.ingest.producer import produce
 from spotify_stream.ml.clustering import FEATURES
 from spotify_stream.settings import Settings
@@ -246,14 +248,22 @@ def test_artist_popularity_trend(lake, generated):
 
 def test_data_quality(lake, generated):
     settings, _, _ = lake
-    counts: Counter = Counter()
+    missing: Counter = Counter()
     for track in reference_enriched(generated).values():
         for part in track["missing"] or ["none"]:
-            counts[part] += 1
+            missing[part] += 1
     for part in ("album", "artist", "features"):
-        counts[part] += len(ORPHANS)
-    got = rows(settings, "data_quality")
-    assert got == [{"missing": k, "tracks": counts[k]} for k in sorted(counts)]
+        missing[part] += len(ORPHANS)
+    # the producer dead-letters exactly the generator's anomalies (test_produce_e2e)
+    manifest = Counter(
+        row["reason"] for row in csv.DictReader((generated / ANOMALY_MANIFEST).open(newline=""))
+    )
+    assert manifest
+    expected = [
+        *({"check": "dead letters", "value": r, "count": n} for r, n in sorted(manifest.items())),
+        *({"check": "tracks missing", "value": k, "count": n} for k, n in sorted(missing.items())),
+    ]
+    assert rows(settings, "data_quality") == expected
 
 
 def test_a_required_parameter_and_an_unknown_one_are_one_line():

@@ -1,4 +1,4 @@
--- Enriched tracks (latest version of each) by what their join still misses: none, album, artist, features.
+-- What did not make it clean: dead letters by reason, and enriched tracks (latest version of each) by the part their join still misses (none: complete).
 WITH latest AS (
     SELECT track_id, max_by(missing, greatest(
                coalesce(updated_at, TIMESTAMP '1970-01-01 00:00:00'),
@@ -13,7 +13,11 @@ parts AS (
     FROM latest AS l
     LEFT JOIN UNNEST(l.missing) AS m(part) ON TRUE
 )
-SELECT missing, count(DISTINCT track_id) AS tracks
+SELECT 'dead letters' AS "check", reason AS value, count(*) AS count
+FROM deadletters
+GROUP BY reason
+UNION ALL
+SELECT 'tracks missing' AS "check", missing AS value, count(DISTINCT track_id) AS count
 FROM parts
 GROUP BY missing
-ORDER BY missing
+ORDER BY 1, 2
