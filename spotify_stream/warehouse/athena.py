@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from spotify_stream.errors import UserError
 from spotify_stream.settings import Settings
+from spotify_stream.warehouse.aws import aws_errors
 
 _INTEGERS = {"tinyint", "smallint", "integer", "int", "bigint"}
 _FLOATS = {"double", "float", "real", "decimal"}
@@ -27,7 +28,6 @@ _FLOATS = {"double", "float", "real", "decimal"}
 
 async def run_athena(settings: Settings, sql: str) -> pa.Table:
     from aiobotocore.session import get_session
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
     request: dict[str, Any] = {
         "QueryString": sql,
@@ -36,22 +36,13 @@ async def run_athena(settings: Settings, sql: str) -> pa.Table:
     }
     if settings.athena_output:
         request["ResultConfiguration"] = {"OutputLocation": settings.athena_output}
-    try:
+    with aws_errors("Athena"):
         async with get_session().create_client(
             "athena", endpoint_url=settings.athena_endpoint
         ) as athena:
             query_id = (await athena.start_query_execution(**request))["QueryExecutionId"]
             await wait_for_query(athena, query_id, settings.athena_timeout)
             return await query_results(athena, query_id)
-    except EndpointConnectionError as exc:
-        raise UserError(f"cannot reach Athena: {exc}") from None
-    except NoCredentialsError:
-        raise UserError(
-            "no AWS credentials for Athena (standard chain: environment, profile, role)"
-        ) from None
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise UserError(f"Athena refused: {error.get('Code')}: {error.get('Message')}") from None
 
 
 async def wait_for_query(athena: Any, query_id: str, timeout: float) -> None:

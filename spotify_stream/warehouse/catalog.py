@@ -26,6 +26,7 @@ from spotify_stream.settings import Settings
 from spotify_stream.sink.datasets import DATASETS
 from spotify_stream.sink.objects import CURATED, ObjectName
 from spotify_stream.sink.storage import Storage
+from spotify_stream.warehouse.aws import aws_errors
 from spotify_stream.warehouse.tables import TableSpec, glue_table_input, hive_type, table_spec
 
 log = logging.getLogger(__name__)
@@ -92,11 +93,10 @@ async def sync_glue(
         )
     layout = await lake_layout(storage, progress)
     from aiobotocore.session import get_session
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
     result = SyncResult()
     database = settings.glue_database
-    try:
+    with aws_errors("Glue"):
         async with get_session().create_client("glue", endpoint_url=settings.glue_endpoint) as glue:
             result.database_created = await _ensure_database(glue, database)
             for dataset in DATASETS:
@@ -106,15 +106,6 @@ async def sync_glue(
                 result.partitions_added[spec.name] = await _add_partitions(
                     glue, database, spec, sorted(hours)
                 )
-    except EndpointConnectionError as exc:
-        raise UserError(f"cannot reach Glue: {exc}") from None
-    except NoCredentialsError:
-        raise UserError(
-            "no AWS credentials for Glue (standard chain: environment, profile, role)"
-        ) from None
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise UserError(f"Glue refused: {error.get('Code')}: {error.get('Message')}") from None
     return result
 
 
