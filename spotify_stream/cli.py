@@ -20,6 +20,18 @@ T = TypeVar("T")
 log = logging.getLogger("spotify_stream")
 
 
+def _dataset_names() -> list[str]:
+    from spotify_stream.sink.datasets import DATASETS
+
+    return [d.name for d in DATASETS]
+
+
+def _mart_names() -> list[str]:
+    from spotify_stream.warehouse.marts import marts
+
+    return sorted(marts())
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -430,6 +442,108 @@ def query(
     else:
         result = run_duckdb(settings, statement)
     console.query_result(result, fmt)
+
+
+@cli.group()
+def etl() -> None:
+    """Batch jobs over the lake: compaction and daily marts.
+
+    The Glue jobs of glue/jobs/ run the same code (spotify-stream deploy glue).
+    A day is settled SPOTIFY_STREAM_ETL_SETTLE seconds (default 3600) after it
+    ends; before that the jobs refuse it unless --force.
+    """
+
+
+_day_option = click.option(
+    "--date",
+    "day",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="The UTC day, YYYY-MM-DD (default: yesterday).",
+)
+_force_option = click.option(
+    "--force",
+    is_flag=True,
+    help="Run on a day that is not settled: only once the workers have stopped.",
+)
+
+
+def _etl_day(day: Any, force: bool, settings: Settings) -> Any:
+    from spotify_stream.warehouse.etl import check_settled, yesterday
+
+    day = day.date() if day is not None else yesterday()
+    if not force:
+        check_settled(day, settings)
+    return day
+
+
+@etl.command("compact")
+@_day_option
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    type=click.Choice(_dataset_names()),
+    help="Only this dataset (repeatable; default: every dataset).",
+)
+@_force_option
+def etl_compact(day: Any, datasets: tuple[str, ...], force: bool) -> None:
+    """Rewrite each hour folder of a day into a few large files (the row multiset kept).
+
+    Idempotent: a folder already compacted is left alone, a run a crash
+    interrupted is finished. Example: spotify-stream etl compact --date 2026-11-23
+    """
+    from spotify_stream import console
+    from spotify_stream.sink.storage import storage_for
+    from spotify_stream.warehouse.compaction import compact_day
+
+    settings = _settings()
+    day = _etl_day(day, force, settings)
+    storage = storage_for(settings)
+
+    async def run() -> Any:
+        try:
+            with console.counting_progress("compacting hour folders") as progress:
+                return await compact_day(settings, storage, day, list(datasets), progress)
+        finally:
+            await storage.close()
+
+    console.compaction_summary(run_async(lambda _stop: run()), day)
+
+
+@etl.command("aggregate")
+@_day_option
+@click.option(
+    "--mart",
+    "names",
+    multiple=True,
+    type=click.Choice(_mart_names()),
+    help="Only this mart (repeatable; default: every mart).",
+)
+@_force_option
+def etl_aggregate(day: Any, names: tuple[str, ...], force: bool) -> None:
+    """Build a day's marts: marts/NAME/dt=DAY/part-0.parquet (a rerun replaces them).
+
+    The marts are the SQL files of spotify_stream/warehouse/marts/; named
+    queries read them, and compute the days without one from the raw data.
+    Example: spotify-stream etl aggregate --date 2026-11-23
+    """
+    from spotify_stream import console
+    from spotify_stream.sink.storage import storage_for
+    from spotify_stream.warehouse.marts import aggregate_day
+
+    settings = _settings()
+    day = _etl_day(day, force, settings)
+    storage = storage_for(settings)
+
+    async def run() -> Any:
+        try:
+            with console.out.status(f"aggregating {day}"):
+                return await aggregate_day(settings, storage, day, list(names))
+        finally:
+            await storage.close()
+
+    console.marts_summary(run_async(lambda _stop: run()), day)
 
 
 def main() -> None:

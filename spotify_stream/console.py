@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from spotify_stream.ml.report import ClusterReport
     from spotify_stream.warehouse.catalog import SyncResult
+    from spotify_stream.warehouse.compaction import Compacted
     from spotify_stream.warehouse.query import NamedQuery
 
 out = Console()
@@ -184,6 +185,27 @@ def catalog_summary(result: SyncResult, database: str) -> None:
     if result.database_created:
         out.print(f"created the database {database}")
     out.print("changed nothing: the catalog was up to date" if not result.changed else "synced")
+
+
+def compaction_summary(results: dict[str, Compacted], day: object) -> None:
+    table = Table(title=f"compaction of {day}", show_edge=False)
+    for column in ("dataset", "hour folders rewritten", "files before", "files after", "rows"):
+        table.add_column(column, justify="left" if column == "dataset" else "right")
+    for name, r in results.items():
+        if r.files_before:
+            table.add_row(
+                name, f"{r.folders:,}", f"{r.files_before:,}", f"{r.files_after:,}", f"{r.rows:,}"
+            )
+    out.print(table if table.row_count else f"no files for {day}: nothing to compact")
+
+
+def marts_summary(written: dict[str, int], day: object) -> None:
+    table = Table(title=f"marts of {day}", show_edge=False)
+    table.add_column("mart")
+    table.add_column("rows", justify="right")
+    for name, rows in written.items():
+        table.add_row(name, f"{rows:,}")
+    out.print(table)
 
 
 def query_list(queries: Iterable[NamedQuery]) -> None:

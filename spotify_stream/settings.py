@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     )
     athena_endpoint: str | None = Field(None, description="Endpoint URL of Athena (moto, tests)")
     athena_timeout: float = Field(600, gt=0, description="Seconds an Athena query may run")
+    compact_file_rows: int = Field(
+        4_000_000, ge=1, description="Rows per file that etl compact writes at most"
+    )
+    etl_settle: float = Field(
+        3600,
+        ge=0,
+        description="Seconds after a day's end before etl may compact or aggregate it "
+        "(the sink may rewrite its uncommitted last flushes until then)",
+    )
     parquet_row_group_rows: int = Field(
         131_072,
         ge=1,

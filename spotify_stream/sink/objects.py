@@ -2,6 +2,9 @@
 
     curated/<dataset>/dt=YYYY-MM-DD/hr=HH/part-<partition>-<first>-<last>.parquet
 
+(Compaction later replaces a settled hour's parts with ``compact-*.parquet``
+objects in the same folder: ``LakeFile`` names either kind.)
+
 ``first`` and ``last`` are the offsets of the whole flush: a flush whose
 records span several hours writes one object per hour, all with the same
 range. A sink restarted after a crash can therefore tell from the names alone
@@ -64,6 +67,33 @@ class ObjectName:
         )
 
 
+_FILE = re.compile(
+    rf"^{CURATED}/(?P<dataset>[a-z_]+)/dt=(?P<date>\d{{4}}-\d{{2}}-\d{{2}})/hr=(?P<hour>\d{{2}})/"
+    r"(?P<file>[^./][^/]*\.parquet)$"
+)
+
+
+@dataclass(frozen=True)
+class LakeFile:
+    """Any Parquet object of a dataset's hour folder: a sink part or a compacted file."""
+
+    dataset: str
+    date: str  # YYYY-MM-DD
+    hour: str  # HH
+    file: str
+
+    @property
+    def folder(self) -> str:
+        return f"{CURATED}/{self.dataset}/dt={self.date}/hr={self.hour}/"
+
+    @classmethod
+    def parse(cls, key: str) -> LakeFile | None:
+        match = _FILE.match(key)
+        if match is None:
+            return None
+        return cls(match["dataset"], match["date"], match["hour"], match["file"])
+
+
 def hour_of(millis: int) -> dt.datetime:
     """The UTC hour (the ``dt=``/``hr=`` folder) of an event time in ms."""
     return dt.datetime.fromtimestamp(millis // HOUR_MS * 3600, dt.UTC)
@@ -94,7 +124,7 @@ async def inventory(storage: Storage) -> dict[str, tuple[int, int]]:
     """dataset -> (objects, rows) in the lake, rows from each object's Parquet footer."""
     counts: dict[str, tuple[int, int]] = {}
     for key in await storage.keys(f"{CURATED}/"):
-        name = ObjectName.parse(key)
+        name = LakeFile.parse(key)
         data = await storage.get(key) if name is not None else None
         if name is not None and data is not None:
             objects, rows = counts.get(name.dataset, (0, 0))
@@ -108,18 +138,17 @@ async def inventory(storage: Storage) -> dict[str, tuple[int, int]]:
 async def read_dataset(
     storage: Storage, dataset: str, columns: list[str] | None = None
 ) -> pa.Table | None:
-    """Every row of ``dataset`` (None when the lake has none), objects in name order:
-    per partition, oldest offsets first."""
-    names = sorted(
-        name
-        for key in await storage.keys(f"{CURATED}/{dataset}/")
-        if (name := ObjectName.parse(key)) is not None
-    )
+    """Every row of ``dataset`` (None when the lake has none): compacted files first,
+    then sink parts per partition, oldest offsets first."""
+    keys = [k for k in await storage.keys(f"{CURATED}/{dataset}/") if LakeFile.parse(k)]
+    parts = sorted(name for key in keys if (name := ObjectName.parse(key)) is not None)
+    compacted = sorted(set(keys) - {name.key for name in parts})
     tables = []
-    for name in names:
-        data = await storage.get(name.key)
+    for key in compacted + [name.key for name in parts]:
+        data = await storage.get(key)
         if data is not None:
-            tables.append(pq.read_table(pa.BufferReader(data), columns=columns))
+            table = pq.read_table(pa.BufferReader(data), columns=columns)
+            tables.append(table.replace_schema_metadata(None))
     return pa.concat_tables(tables, promote_options="default") if tables else None
 
 

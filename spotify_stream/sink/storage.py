@@ -36,6 +36,9 @@ class Storage(Protocol):
 
     async def keys(self, prefix: str = "") -> list[str]: ...
 
+    async def delete(self, keys: list[str]) -> None:
+        """Remove ``keys`` (absent ones are no error)."""
+
     async def check(self) -> None:
         """Raise a ``UserError`` when the lake cannot be written (at start, not mid-run)."""
 
@@ -66,11 +69,19 @@ class FileStorage:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself survives a power cut
-        finally:
-            os.close(directory)
+        _fsync_dir(path.parent)  # the rename itself survives a power cut
+
+    async def delete(self, keys: list[str]) -> None:
+        def unlink() -> None:
+            folders = set()
+            for key in keys:
+                path = self.root / key
+                path.unlink(missing_ok=True)
+                folders.add(path.parent)
+            for folder in folders:
+                _fsync_dir(folder)
+
+        await asyncio.to_thread(unlink)
 
     async def check(self) -> None:
         def probe() -> None:
@@ -101,6 +112,14 @@ class FileStorage:
 
     async def close(self) -> None:
         pass
+
+
+def _fsync_dir(path: Path) -> None:
+    directory = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def _visible(key: str) -> bool:
@@ -200,6 +219,20 @@ class S3Storage:
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
                 found.extend(obj["Key"][start:] for obj in page.get("Contents", ()))
         return sorted(found)
+
+    async def delete(self, keys: list[str]) -> None:
+        s3 = await self._s3()
+        with _s3_errors(self.url):
+            for start in range(0, len(keys), 1000):  # DeleteObjects' limit
+                batch = [{"Key": self._key(k)} for k in keys[start : start + 1000]]
+                response = await s3.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+                for error in response.get("Errors", ()):
+                    raise UserError(
+                        f"S3 did not delete {error.get('Key')} of {self.url}: "
+                        f"{error.get('Code')} {error.get('Message', '')}".rstrip()
+                    )
 
     async def check(self) -> None:
         s3 = await self._s3()

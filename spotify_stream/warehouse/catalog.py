@@ -4,7 +4,8 @@ The lake is listed once; each object's Parquet footer gives its columns. A
 dataset's table has the columns of its schema mapping (``tables``) and, after
 them, any column a file holds that the mapping does not (a newer writer's
 added field): schema changes arrive as new optional columns, never as a
-rewrite of the old ones. Tables are created or updated only when they differ,
+rewrite of the old ones. Each mart (``marts``) is a table too, partitioned
+by ``dt``. Tables are created or updated only when they differ,
 and partitions (``dt``, ``hr``) are added in batches of 100 when missing, so a
 second run changes nothing. Partition projection already lets Athena find new
 hours; the registered partitions serve Glue jobs, Spark and Redshift Spectrum.
@@ -13,6 +14,7 @@ hours; the registered partitions serve Glue jobs, Spark and Redshift Spectrum.
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,14 +26,22 @@ import pyarrow.parquet as pq
 from spotify_stream.errors import UserError
 from spotify_stream.settings import Settings
 from spotify_stream.sink.datasets import DATASETS
-from spotify_stream.sink.objects import CURATED, ObjectName
+from spotify_stream.sink.objects import CURATED, LakeFile
 from spotify_stream.sink.storage import Storage
 from spotify_stream.warehouse.aws import aws_errors
-from spotify_stream.warehouse.tables import TableSpec, glue_table_input, hive_type, table_spec
+from spotify_stream.warehouse.marts import marts
+from spotify_stream.warehouse.tables import (
+    TableSpec,
+    glue_table_input,
+    hive_type,
+    mart_spec,
+    table_spec,
+)
 
 log = logging.getLogger(__name__)
 
 _PARTITIONS_PER_CALL = 100  # BatchCreatePartition's limit
+_MART_FILE = re.compile(r"^dt=(?P<day>\d{4}-\d{2}-\d{2})/[^./][^/]*\.parquet$")
 
 
 @dataclass
@@ -53,18 +63,19 @@ async def lake_layout(
     storage: Storage, progress: Callable[[int, int], None] | None = None
 ) -> dict[str, tuple[dict[tuple[str, str], int], list[pa.Schema]]]:
     """dataset -> ({(dt, hr): objects}, the distinct schemas of its files)."""
-    names = [n for k in await storage.keys(f"{CURATED}/") if (n := ObjectName.parse(k))]
+    keys = [k for k in await storage.keys(f"{CURATED}/") if LakeFile.parse(k)]
     layout: dict[str, tuple[dict[tuple[str, str], int], list[pa.Schema]]] = {}
-    for done, name in enumerate(names, 1):
+    for done, key in enumerate(keys, 1):
+        name = LakeFile.parse(key)
         hours, schemas = layout.setdefault(name.dataset, (defaultdict(int), []))
-        hours[(f"{name.hour:%Y-%m-%d}", f"{name.hour:%H}")] += 1
-        data = await storage.get(name.key)
+        hours[(name.date, name.hour)] += 1
+        data = await storage.get(key)
         if data is not None:
             schema = pq.read_schema(pa.BufferReader(data))
             if not any(schema.equals(s) for s in schemas):
                 schemas.append(schema)
         if progress:
-            progress(done, len(names))
+            progress(done, len(keys))
     return layout
 
 
@@ -106,6 +117,17 @@ async def sync_glue(
                 result.partitions_added[spec.name] = await _add_partitions(
                     glue, database, spec, sorted(hours)
                 )
+            for mart in marts().values():
+                spec = mart_spec(mart, settings.lake)
+                days = {
+                    (m["day"],)
+                    for k in await storage.keys(mart.folder())
+                    if (m := _MART_FILE.match(k.removeprefix(mart.folder())))
+                }
+                result.tables[spec.name] = await _ensure_table(glue, database, spec)
+                result.partitions_added[spec.name] = await _add_partitions(
+                    glue, database, spec, sorted(days)
+                )
     return result
 
 
@@ -145,13 +167,13 @@ def _comparable(table: dict[str, Any]) -> tuple:
 
 
 async def _add_partitions(
-    glue: Any, database: str, spec: TableSpec, hours: list[tuple[str, str]]
+    glue: Any, database: str, spec: TableSpec, partitions: list[tuple[str, ...]]
 ) -> int:
     known = set()
     paginator = glue.get_paginator("get_partitions")
     async for page in paginator.paginate(DatabaseName=database, TableName=spec.name):
         known.update(tuple(p["Values"]) for p in page["Partitions"])
-    missing = [h for h in hours if h not in known]
+    missing = [p for p in partitions if p not in known]
     storage = glue_table_input(spec)["StorageDescriptor"]
     for start in range(0, len(missing), _PARTITIONS_PER_CALL):
         batch = missing[start : start + _PARTITIONS_PER_CALL]
@@ -160,10 +182,10 @@ async def _add_partitions(
             TableName=spec.name,
             PartitionInputList=[
                 {
-                    "Values": [dt, hr],
-                    "StorageDescriptor": storage | {"Location": f"{spec.location}dt={dt}/hr={hr}/"},
+                    "Values": list(values),
+                    "StorageDescriptor": storage | {"Location": spec.partition_location(values)},
                 }
-                for dt, hr in batch
+                for values in batch
             ],
         )
         for error in response.get("Errors", ()):
@@ -177,10 +199,11 @@ async def _add_partitions(
 
 
 async def sync_local(settings: Settings, storage: Storage, path: str) -> list[str]:
-    """Views over a file lake's datasets in the DuckDB file ``path``; returns the views."""
+    """Views over a file lake's datasets and marts in the DuckDB file ``path``; returns
+    the views."""
     import duckdb
 
-    from spotify_stream.warehouse.query import parquet_view
+    from spotify_stream.warehouse.query import lake_tables, parquet_view
 
     root = getattr(storage, "root", None)
     if root is None:
@@ -188,12 +211,12 @@ async def sync_local(settings: Settings, storage: Storage, path: str) -> list[st
             f"catalog sync --target local needs a file:// lake, not {settings.lake} "
             "(query --engine duckdb reads an S3 lake directly)"
         )
-    keys = await storage.keys(f"{CURATED}/")
-    present = {n.dataset for k in keys if (n := ObjectName.parse(k))}
-    datasets = [d.name for d in DATASETS if d.name in present]
+    keys = await storage.keys()
     made = []
     with duckdb.connect(path) as con:
-        for name in datasets:
-            con.execute(parquet_view(name, root.resolve(), union=True))
-            made.append(name)
+        for name, folder, schema in lake_tables():
+            levels = sum(f.name in ("dt", "hr") for f in schema)
+            if any(k.startswith(folder) and k.endswith(".parquet") for k in keys):
+                con.execute(parquet_view(name, root.resolve() / folder, levels, union=True))
+                made.append(name)
     return made

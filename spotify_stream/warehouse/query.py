@@ -63,7 +63,9 @@ class NamedQuery:
                 return exp.Literal.string(value)
             return node
 
-        return tree.transform(literal).sql("athena")
+        from spotify_stream.warehouse.marts import complete_marts
+
+        return complete_marts(tree.transform(literal).sql("athena"))
 
 
 def named_queries() -> dict[str, NamedQuery]:
@@ -87,53 +89,73 @@ def named(name: str) -> NamedQuery:
     return queries[name]
 
 
-def parquet_view(name: str, root: Path, union: bool) -> str:
-    """DuckDB's view of dataset ``name`` of the file lake at ``root``. ``union``: columns
-    united by name over every file (each footer read: 2.4 times slower over 5,760
-    files); else the columns of the first file, which is all a named query reads."""
-    files = root / CURATED / name / "*" / "*" / "*.parquet"
+def parquet_view(name: str, folder: Path, levels: int, union: bool) -> str:
+    """DuckDB's view ``name`` of the Parquet files ``levels`` Hive partition folders
+    (string columns) below ``folder``. ``union``: columns united by name over every
+    file (each footer read: 2.4 times slower over 5,760 files); else the columns of
+    the first file, which is all a named query reads."""
+    files = folder.joinpath(*["*"] * levels, "*.parquet")
     return (
         f"CREATE OR REPLACE VIEW \"{name}\" AS SELECT * FROM read_parquet('{files}', "
         f"hive_partitioning = true, hive_types_autocast = false, union_by_name = {union})"
     )
 
 
-def run_duckdb(settings: Settings, athena_sql: str) -> pa.Table:
-    """``athena_sql`` transpiled to DuckDB and run over the lake of ``settings``."""
+def lake_tables() -> list[tuple[str, str, pa.Schema]]:
+    """(name, folder under the lake root, columns with the partition keys) of every
+    dataset and mart: the tables a query can read."""
+    from spotify_stream.warehouse.marts import mart_schema, marts
+
+    hive = [pa.field("dt", pa.string()), pa.field("hr", pa.string())]
+    tables = [
+        (d.name, f"{CURATED}/{d.name}/", pa.schema([*schema_of(d.topic.record), *hive]))
+        for d in DATASETS
+    ]
+    for mart in marts().values():
+        tables.append((mart.name, mart.folder(), pa.schema([*mart_schema(mart.name), hive[0]])))
+    return tables
+
+
+def run_duckdb(settings: Settings | None, athena_sql: str) -> pa.Table:
+    """``athena_sql`` transpiled to DuckDB and run over the lake of ``settings`` (None:
+    an empty lake, its tables' columns only)."""
     import duckdb
     import sqlglot
 
     sql = sqlglot.transpile(athena_sql, read="athena", write="duckdb")[0]
     with duckdb.connect() as con:
-        for dataset in DATASETS:
-            _register(con, settings, dataset.name, schema_of(dataset.topic.record))
+        if settings is None:
+            for dataset in DATASETS:
+                schema = schema_of(dataset.topic.record)
+                con.register(dataset.name, schema.append(pa.field("dt", pa.string())).empty_table())
+        else:
+            for name, folder, schema in lake_tables():
+                _register(con, settings, name, folder, schema)
         try:
             return con.sql(sql).to_arrow_table()
         except duckdb.Error as exc:
             raise UserError(f"the query failed in DuckDB: {exc}".splitlines()[0]) from None
 
 
-def _register(con, settings: Settings, name: str, schema: pa.Schema) -> None:
+def _register(con, settings: Settings, name: str, folder: str, schema: pa.Schema) -> None:
     import pyarrow.dataset as ds
 
     lake = settings.lake
-    empty = schema.append(pa.field("dt", pa.string())).append(pa.field("hr", pa.string()))
+    keys = [f for f in schema if f.name in ("dt", "hr")]
     if lake.startswith("file://"):
         root = Path(lake.removeprefix("file://")).expanduser().resolve()
-        if any((root / CURATED / name).glob("*/*/*.parquet")):
-            con.execute(parquet_view(name, root, union=False))
+        if any((root / folder).glob("/".join(["*"] * len(keys) + ["*.parquet"]))):
+            con.execute(parquet_view(name, root / folder, len(keys), union=False))
             return
     else:
         from pyarrow import fs
 
         bucket, _, prefix = lake.removeprefix("s3://").partition("/")
         s3 = fs.S3FileSystem(endpoint_override=settings.s3_endpoint)
-        path = "/".join(p for p in (bucket, prefix.strip("/"), CURATED, name) if p)
+        path = "/".join(p for p in (bucket, prefix.strip("/"), folder.strip("/")) if p)
         if s3.get_file_info(path).type != fs.FileType.NotFound:
-            partitioning = ds.partitioning(
-                pa.schema([("dt", pa.string()), ("hr", pa.string())]), flavor="hive"
-            )
+            partitioning = ds.partitioning(pa.schema(keys), flavor="hive")
             dataset = ds.dataset(path, filesystem=s3, format="parquet", partitioning=partitioning)
             con.register(name, dataset)
             return
-    con.register(name, empty.empty_table())
+    con.register(name, schema.empty_table())

@@ -1,8 +1,9 @@
 """Glue tables and Athena DDL of the lake's datasets, from the one schema mapping.
 
 Each dataset's columns are those of its Parquet files: the Arrow schema of its
-Avro record (``models.arrow``), in Hive types. ``dt`` and ``hr`` are Hive
-partition keys (the lake's folders), and partition projection describes them,
+Avro record (``models.arrow``), in Hive types; a mart's are its SQL's output.
+``dt`` and ``hr`` (marts: ``dt``) are Hive partition keys (the lake's folders),
+and partition projection describes them,
 so Athena finds a new hour's folder without a crawler or ``MSCK REPAIR``.
 The Glue ``TableInput`` and the ``CREATE EXTERNAL TABLE`` statement are both
 rendered from ``table_spec``: they cannot disagree.
@@ -18,6 +19,7 @@ import pyarrow as pa
 from spotify_stream.sink.datasets import DATASETS, Dataset
 from spotify_stream.sink.objects import CURATED
 from spotify_stream.sink.parquet import schema_of
+from spotify_stream.warehouse.marts import Mart, mart_schema, marts
 
 PARTITION_KEYS = ("dt", "hr")
 #: The first day partition projection enumerates (folders of earlier event
@@ -58,22 +60,35 @@ class TableSpec:
     name: str
     location: str  # the dataset's folder, ending in /
     columns: tuple[tuple[str, str], ...]  # (name, Hive type), the Parquet files' order
+    partition_keys: tuple[str, ...] = PARTITION_KEYS  # marts: dt only
+
+    def partition_location(self, values: tuple[str, ...]) -> str:
+        return self.location + "".join(
+            f"{k}={v}/" for k, v in zip(self.partition_keys, values, strict=True)
+        )
 
     @property
     def parameters(self) -> dict[str, str]:
-        return {
-            "classification": "parquet",
-            "EXTERNAL": "TRUE",
-            "projection.enabled": "true",
+        projection = {
             "projection.dt.type": "date",
             "projection.dt.format": "yyyy-MM-dd",
             "projection.dt.range": f"{PROJECTION_SINCE},NOW",
             "projection.dt.interval": "1",
             "projection.dt.interval.unit": "DAYS",
-            "projection.hr.type": "integer",
-            "projection.hr.range": "0,23",
-            "projection.hr.digits": "2",
-            "storage.location.template": f"{self.location}dt=${{dt}}/hr=${{hr}}/",
+        }
+        if "hr" in self.partition_keys:
+            projection |= {
+                "projection.hr.type": "integer",
+                "projection.hr.range": "0,23",
+                "projection.hr.digits": "2",
+            }
+        template = self.partition_location(tuple(f"${{{k}}}" for k in self.partition_keys))
+        return {
+            "classification": "parquet",
+            "EXTERNAL": "TRUE",
+            "projection.enabled": "true",
+            **projection,
+            "storage.location.template": template,
         }
 
 
@@ -87,8 +102,19 @@ def table_spec(dataset: Dataset, lake: str) -> TableSpec:
     )
 
 
+def mart_spec(mart: Mart, lake: str) -> TableSpec:
+    """Mart ``mart`` under the lake root ``lake``: its columns from its SQL, ``dt`` folders."""
+    return TableSpec(
+        name=mart.name,
+        location=f"{lake.rstrip('/')}/{mart.folder()}",
+        columns=tuple((f.name, hive_type(f.type)) for f in mart_schema(mart.name)),
+        partition_keys=("dt",),
+    )
+
+
 def table_specs(lake: str) -> list[TableSpec]:
-    return [table_spec(d, lake) for d in DATASETS]
+    """Every table of the lake: the datasets, then the marts."""
+    return [table_spec(d, lake) for d in DATASETS] + [mart_spec(m, lake) for m in marts().values()]
 
 
 def glue_table_input(spec: TableSpec) -> dict[str, Any]:
@@ -97,7 +123,7 @@ def glue_table_input(spec: TableSpec) -> dict[str, Any]:
         "Name": spec.name,
         "TableType": "EXTERNAL_TABLE",
         "Parameters": spec.parameters,
-        "PartitionKeys": [{"Name": key, "Type": "string"} for key in PARTITION_KEYS],
+        "PartitionKeys": [{"Name": key, "Type": "string"} for key in spec.partition_keys],
         "StorageDescriptor": {
             "Columns": [{"Name": name, "Type": type_} for name, type_ in spec.columns],
             "Location": spec.location,
@@ -111,7 +137,7 @@ def glue_table_input(spec: TableSpec) -> dict[str, Any]:
 def create_table_ddl(spec: TableSpec, database: str) -> str:
     """Athena's ``CREATE EXTERNAL TABLE`` of ``spec``."""
     columns = ",\n".join(f"  `{name}` {type_}" for name, type_ in spec.columns)
-    partitions = ", ".join(f"`{key}` string" for key in PARTITION_KEYS)
+    partitions = ", ".join(f"`{key}` string" for key in spec.partition_keys)
     properties = ",\n".join(f"  '{k}' = '{v}'" for k, v in spec.parameters.items())
     return (
         f"CREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`{spec.name}` (\n{columns}\n)\n"

@@ -16,6 +16,7 @@ from spotify_stream.sink.objects import ObjectName
 from spotify_stream.sink.parquet import encode, schema_of, to_table
 from spotify_stream.sink.storage import storage_for
 from spotify_stream.warehouse.catalog import sync_glue, sync_local
+from spotify_stream.warehouse.marts import marts
 from spotify_stream.warehouse.tables import hive_type
 from tests.lake import lake_settings
 from tests.models.test_codec import SAMPLES
@@ -50,13 +51,11 @@ def settings(fresh_settings, moto_endpoint, aws_env, request):
 async def glue_tables(settings) -> dict[str, dict]:
     async with get_session().create_client("glue", endpoint_url=settings.glue_endpoint) as glue:
         tables = {}
-        for d in DATASETS:
-            table = (await glue.get_table(DatabaseName=settings.glue_database, Name=d.name))[
-                "Table"
-            ]
-            parts = await glue.get_partitions(DatabaseName=settings.glue_database, TableName=d.name)
+        for name in [d.name for d in DATASETS] + list(marts()):
+            table = (await glue.get_table(DatabaseName=settings.glue_database, Name=name))["Table"]
+            parts = await glue.get_partitions(DatabaseName=settings.glue_database, TableName=name)
             table["partition_values"] = sorted(tuple(p["Values"]) for p in parts["Partitions"])
-            tables[d.name] = table
+            tables[name] = table
         return tables
 
 
@@ -68,10 +67,13 @@ async def test_glue_sync_creates_then_changes_nothing_then_adds_a_column(setting
     await put(
         storage, "tracks_enriched", HOUR, 0, parquet("EnrichedTrack", [SAMPLES["EnrichedTrack"]])
     )
+    genres = pa.table({"genre": ["pop"], "plays": [3]})
+    await storage.put("marts/daily_genre_plays/dt=2026-11-24/part-0.parquet", encode(genres, 10))
 
     first = await sync_glue(settings, storage)
     assert first.database_created
-    assert set(first.tables.values()) == {"created"} and len(first.tables) == len(DATASETS)
+    assert set(first.tables.values()) == {"created"}
+    assert len(first.tables) == len(DATASETS) + len(marts())
     assert first.partitions_added == {
         "artists": 2,
         "albums": 0,
@@ -80,6 +82,10 @@ async def test_glue_sync_creates_then_changes_nothing_then_adds_a_column(setting
         "popularity": 0,
         "clusters": 0,
         "deadletters": 0,
+        "daily_album_plays": 0,
+        "daily_artist_plays": 0,
+        "daily_cluster_sizes": 0,
+        "daily_genre_plays": 1,
     }
     tables = await glue_tables(settings)
     written = pq.read_schema(pa.BufferReader(artist))
@@ -91,6 +97,13 @@ async def test_glue_sync_creates_then_changes_nothing_then_adds_a_column(setting
     assert tables["artists"]["StorageDescriptor"]["Location"] == (
         f"{settings.lake}/curated/artists/"
     )
+    mart = tables["daily_genre_plays"]
+    assert [k["Name"] for k in mart["PartitionKeys"]] == ["dt"]
+    assert mart["partition_values"] == [("2026-11-24",)]
+    assert [(c["Name"], c["Type"]) for c in mart["StorageDescriptor"]["Columns"]] == [
+        ("genre", "string"),
+        ("plays", "bigint"),
+    ]
 
     second = await sync_glue(settings, storage)
     assert not second.changed and set(second.tables.values()) == {"unchanged"}

@@ -14,6 +14,7 @@ from sqlglot import exp
 
 from spotify_stream.sink.datasets import DATASETS
 from spotify_stream.sink.parquet import encode, schema_of, to_table
+from spotify_stream.warehouse.marts import marts
 from spotify_stream.warehouse.tables import (
     PARTITION_KEYS,
     create_table_ddl,
@@ -53,7 +54,16 @@ def test_an_unmapped_type_is_refused():
         hive_type(pa.dictionary(pa.int8(), pa.string()))
 
 
-@pytest.mark.parametrize("spec", table_specs(LAKE), ids=lambda s: s.name)
+DATASET_SPECS = [s for s in table_specs(LAKE) if s.partition_keys == PARTITION_KEYS]
+MART_SPECS = [s for s in table_specs(LAKE) if s.partition_keys == ("dt",)]
+
+
+def test_every_dataset_and_mart_has_a_table():
+    assert [s.name for s in DATASET_SPECS] == [d.name for d in DATASETS]
+    assert sorted(s.name for s in MART_SPECS) == sorted(marts())
+
+
+@pytest.mark.parametrize("spec", DATASET_SPECS, ids=lambda s: s.name)
 def test_ddl_parses_as_athena_with_the_parquet_columns(spec):
     parsed = sqlglot.parse_one(create_table_ddl(spec, "spotify_stream"), read="athena")
     assert isinstance(parsed, exp.Create) and parsed.kind == "TABLE"
@@ -69,6 +79,19 @@ def test_ddl_parses_as_athena_with_the_parquet_columns(spec):
     assert properties["storage.location.template"] == (
         f"{LAKE}/curated/{spec.name}/dt=${{dt}}/hr=${{hr}}/"
     )
+
+
+@pytest.mark.parametrize("spec", MART_SPECS, ids=lambda s: s.name)
+def test_mart_ddl_parses_as_athena_partitioned_by_day(spec):
+    """(Their columns are checked against the files etl aggregate writes, in test_etl.)"""
+    parsed = sqlglot.parse_one(create_table_ddl(spec, "spotify_stream"), read="athena")
+    assert isinstance(parsed, exp.Create) and parsed.kind == "TABLE"
+    assert [c.name for c in parsed.this.expressions] == [name for name, _ in spec.columns]
+    properties = {p.name: p.text("value") for p in parsed.args["properties"].expressions if p.name}
+    assert properties["storage.location.template"] == f"{LAKE}/marts/{spec.name}/dt=${{dt}}/"
+    assert "projection.hr.type" not in properties
+    partitioned = parsed.find(exp.PartitionedByProperty)
+    assert [c.name for c in partitioned.this.expressions] == ["dt"]
 
 
 async def test_glue_table_matches_a_parquet_file(moto_endpoint, aws_env):

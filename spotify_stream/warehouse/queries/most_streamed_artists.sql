@@ -1,17 +1,9 @@
--- Artists by plays (the primary artist of each played track), with distinct listeners and skip rate.
+-- Artists by plays (the primary artist of each played track), with hours played and skip rate.
 -- param: n = 10
-WITH tracks AS (
-    SELECT track_id, max_by(artist_id, updated_at) AS artist_id,
-           max_by(artist_name, artist_updated_at) AS artist_name
-    FROM tracks_enriched
-    GROUP BY track_id
-)
-SELECT t.artist_id, max(t.artist_name) AS artist_name, count(*) AS plays,
-       count(DISTINCT p.user_id) AS listeners,
-       round(avg(CASE WHEN p.skipped THEN 1.0 ELSE 0.0 END), 4) AS skip_rate
-FROM plays AS p
-JOIN tracks AS t ON t.track_id = p.track_id
-WHERE t.artist_id IS NOT NULL
-GROUP BY t.artist_id
-ORDER BY plays DESC, t.artist_id
+SELECT artist_id, max(artist_name) AS artist_name, sum(plays) AS plays,
+       round(sum(ms_played) / 3600000.0, 2) AS hours_played,
+       round(CAST(sum(skips) AS DOUBLE) / sum(plays), 4) AS skip_rate
+FROM daily_artist_plays
+GROUP BY artist_id
+ORDER BY plays DESC, artist_id
 LIMIT :n
