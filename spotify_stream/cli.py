@@ -546,6 +546,43 @@ def etl_aggregate(day: Any, names: tuple[str, ...], force: bool) -> None:
     console.marts_summary(run_async(lambda _stop: run()), day)
 
 
+@cli.group()
+def deploy() -> None:
+    """Create or update the AWS side of the pipeline (credentials: the standard AWS chain)."""
+
+
+@deploy.command("glue")
+@click.option("--role", required=True, metavar="ARN", help="IAM role of the crawlers and jobs.")
+@click.option(
+    "--scripts",
+    metavar="S3URI",
+    help="Where the job scripts are uploaded [default: <lake>/glue-scripts].",
+)
+@click.option(
+    "--package",
+    metavar="SPEC",
+    help="What the jobs pip-install (--additional-python-modules): a requirement or an "
+    "s3:// wheel [default: spotify-stream==<this version>].",
+)
+def deploy_glue_command(role: str, scripts: str | None, package: str | None) -> None:
+    """The Glue crawlers, ETL jobs and triggers defined in glue/ (idempotent).
+
+    Uploads glue/jobs/*.py, then creates each crawler (glue/crawlers/), job
+    (glue/jobs/: Glue 5.0 Spark jobs whose driver runs spotify-stream etl) and
+    trigger (glue/triggers/: compact daily at 01:30 UTC, aggregate after it), or
+    updates it when it exists. The tables themselves: catalog sync --target glue.
+    Example: spotify-stream deploy glue --role arn:aws:iam::123456789012:role/spotify-stream-glue
+    """
+    from spotify_stream import console
+    from spotify_stream.warehouse.deploy import deploy_glue, deploy_values
+
+    settings = _settings()
+    values = deploy_values(settings, role, scripts, package)
+    with console.out.status("deploying to Glue"):
+        done = run_async(lambda _stop: deploy_glue(settings, values))
+    console.deploy_summary(done, values)
+
+
 def main() -> None:
     verbose = "-v" in sys.argv[1:] or "--verbose" in sys.argv[1:]
     try:

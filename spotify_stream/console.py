@@ -208,6 +208,16 @@ def marts_summary(written: dict[str, int], day: object) -> None:
     out.print(table)
 
 
+def deploy_summary(done: list[tuple], values: dict[str, str]) -> None:
+    table = Table(title="Glue", show_edge=False)
+    for column in ("kind", "name", "action"):
+        table.add_column(column)
+    for row in done:
+        table.add_row(*row)
+    out.print(table)
+    out.print(f"job scripts in {values['scripts']}; the jobs install {values['package']}")
+
+
 def query_list(queries: Iterable[NamedQuery]) -> None:
     table = Table(show_edge=False)
     for column in ("query", "returns", "parameters (default)"):

@@ -8,7 +8,6 @@ before a day's last plays would hide them.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import sys
@@ -42,15 +41,22 @@ def glue_dir() -> Path:
 
 
 def glue_main(job: str, argv: list[str] | None = None) -> None:
-    """Entry point of the Glue job scripts: Glue passes ``--date`` and ``--lake`` (its
-    own arguments beside them are ignored) and this runs ``spotify-stream etl JOB``."""
+    """Entry point of the Glue job scripts: runs ``spotify-stream etl JOB --date D``.
+
+    Glue passes the job's arguments as ``--name value`` pairs beside its own
+    (``--JOB_NAME``, ...): ``--date`` is the day (default: yesterday) and each
+    ``--SPOTIFY_STREAM_<NAME>`` becomes the setting of that name; the rest is ignored.
+    """
     from spotify_stream.cli import main
 
-    parser = argparse.ArgumentParser(prog=f"glue {job}")
-    parser.add_argument("--date", default=None)
-    parser.add_argument("--lake", default=None)
-    args, _glue_own = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    if args.lake:
-        os.environ["SPOTIFY_STREAM_LAKE"] = args.lake
-    sys.argv = ["spotify-stream", "etl", job, "--date", args.date or f"{yesterday()}"]
+    args = sys.argv[1:] if argv is None else argv
+    pairs = {
+        name: value
+        for name, value in zip(args, [*args[1:], ""], strict=True)
+        if name.startswith("--") and not value.startswith("--")
+    }
+    for name, value in pairs.items():
+        if name.startswith("--SPOTIFY_STREAM_"):
+            os.environ[name.removeprefix("--")] = value
+    sys.argv = ["spotify-stream", "etl", job, "--date", pairs.get("--date") or f"{yesterday()}"]
     main()

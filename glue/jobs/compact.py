@@ -1,0 +1,10 @@
+"""Glue job: `spotify-stream etl compact` for one day (default: yesterday, UTC).
+
+Glue 5.0 (Python 3.11); the package comes from --additional-python-modules.
+Job arguments: --date YYYY-MM-DD (optional), and any setting as
+--SPOTIFY_STREAM_<NAME> VALUE (the job definition sets --SPOTIFY_STREAM_LAKE).
+"""
+
+from spotify_stream.warehouse.etl import glue_main
+
+glue_main("compact")
