@@ -137,10 +137,13 @@ def rows(settings, name: str, **params) -> list[dict]:
     return run_duckdb(settings, named(name).bind(params)).to_pylist()
 
 
-def test_every_named_query_parses_as_athena():
+def test_every_named_query_and_mart_parses_as_athena():
     for query in named_queries().values():
         bound = query.bind({k: v or "x" for k, v in query.defaults.items()})
         assert sqlglot.parse_one(bound, read="athena") is not None, query.name
+    for mart in marts().values():
+        sql = mart.for_days("SELECT '2026-11-24' AS dt")
+        assert sqlglot.parse_one(sql, read="athena") is not None, mart.name
 
 
 def test_top_albums(lake, generated):
