@@ -89,13 +89,15 @@ def test_a_worker_joining_mid_stream_loses_nothing(fresh_settings, generated, tm
     # some of them never committed: each must be read again from where the group stood.
     settings = fresh_settings.model_copy(update={"join_max_wait": 120})
     expected = reference_enriched(generated)
-    producing = produce_in_background(settings, generated, rate=1000)
+    # slow enough that the second worker's start and the rebalance (10 s and more on a
+    # busy machine) fall inside the run
+    producing = produce_in_background(settings, generated, rate=400)
     with WorkerProcess(settings, tmp_path, "a") as a:
         assert wait_for(lambda: len(enriched_by_key(settings)) > 300, 60)
         with WorkerProcess(settings, tmp_path, "b") as b:
             assert wait_for(lambda: split(a, b), 60), "the group never split the partitions"
             settled_at = len(enriched_by_key(settings))
-            producing.join(60)
+            producing.join(120)
             got = wait_for(
                 lambda: len(e := enriched_by_key(settings)) == GENERATED_TRACKS and e, 120
             )
