@@ -32,6 +32,7 @@ from spotify_stream.tables.dimensions import KINDS, DimensionStore
 from spotify_stream.tables.leaderboard import Leaderboard
 from spotify_stream.tables.recovery import TableManager
 from spotify_stream.tables.windows import window_specs
+from spotify_stream.web.dashboard import json_errors
 
 RAW = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,
+        web_application_options={"middlewares": [json_errors]},
         autodiscover=False,
         TableManager=TableManager,
     )

@@ -298,24 +298,24 @@ def demo(tracks: int, duration: float, data_dir: Path, report_dir: Path, serve: 
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("report"),
     show_default=True,
-    help="Directory for the PNG files (created).",
+    help="Directory for index.html and the PNG files (created).",
 )
 def report(out_dir: Path) -> None:
-    """Render the cluster analysis from the lake as PNG files.
+    """The dashboard's charts of the lake as index.html and one PNG per chart.
 
-    Reads the clusters and tracks_enriched datasets of SPOTIFY_STREAM_LAKE (./lake
-    by default; s3://bucket/prefix with the AWS credential chain) and writes
-    clusters_projection.png (tracks on two principal components, coloured by
-    cluster) and clusters_profile.png (each cluster's feature means) for the
-    newest model version.
+    Reads SPOTIFY_STREAM_LAKE (./lake by default; s3://bucket/prefix with the
+    AWS credential chain) with the named queries: top albums, most streamed
+    artists, top genres over time, and the cluster map and profiles of the
+    newest model version. For sharing without a running worker (the live
+    version: the worker's /dashboard).
     """
     from spotify_stream import console
-    from spotify_stream.ml.report import from_lake
+    from spotify_stream.dashboard.report import write_report
 
     settings = _settings()
     with console.out.status("reading the lake"):
-        result = run_async(lambda _stop: from_lake(settings, out_dir))
-    console.cluster_report(result)
+        result = run_async(lambda _stop: write_report(settings, out_dir))
+    console.report_summary(result)
 
 
 @cli.group()

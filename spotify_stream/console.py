@@ -23,7 +23,7 @@ from spotify_stream.ingest.producer import ProduceResult, ProgressCallback
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from spotify_stream.ml.report import ClusterReport
+    from spotify_stream.dashboard.report import Report
     from spotify_stream.warehouse.catalog import SyncResult
     from spotify_stream.warehouse.compaction import Compacted
     from spotify_stream.warehouse.query import NamedQuery
@@ -113,6 +113,7 @@ def worker_summary(stats: dict, url: str) -> None:
         f"monitoring: {url}/pipeline/stats  {url}/metrics  "
         f"{url}/popularity/top?entity=artist&window=1h&n=10"
     )
+    out.print(f"dashboard: {url}/dashboard (the demo with --serve keeps it up)")
 
 
 def lake_summary(counts: dict[str, tuple[int, int]], url: str) -> None:
@@ -126,11 +127,8 @@ def lake_summary(counts: dict[str, tuple[int, int]], url: str) -> None:
     out.print(table)
 
 
-def cluster_report(report: ClusterReport) -> None:
-    out.print(
-        f"cluster report of model version {report.version} (k={report.k}, "
-        f"{report.tracks:,} tracks): " + "  ".join(str(f) for f in report.files)
-    )
+def report_summary(report: Report) -> None:
+    out.print(f"report: {report.index} ({len(report.pngs)} charts as PNG beside it)")
 
 
 def recommendations(user_id: str, body: dict) -> None:

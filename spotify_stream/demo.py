@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from spotify_stream import console, topics
+from spotify_stream.dashboard.report import write_report
 from spotify_stream.embedded import EmbeddedBroker
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
 from spotify_stream.errors import UserError
 from spotify_stream.ingest.generator import generate
 from spotify_stream.ingest.plays import run_simulation
 from spotify_stream.ingest.producer import produce
-from spotify_stream.ml.report import from_lake
 from spotify_stream.runtime import run_async
 from spotify_stream.settings import Settings
 from spotify_stream.sink.objects import CURATED, inventory
@@ -127,8 +127,7 @@ def run_demo(
         storage = storage_for(worker.settings)
         counts = run_async(lambda _stop: _closing(storage, inventory(storage)))
         console.lake_summary(counts, storage.url)
-        if counts.get("clusters"):
-            console.cluster_report(run_async(lambda _stop: from_lake(worker.settings, report_dir)))
+        console.report_summary(run_async(lambda _stop: write_report(worker.settings, report_dir)))
         _warehouse(worker.settings, storage)
     console.out.print("demo finished; the embedded broker is stopped (its data was in memory)")
 

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     )
     athena_endpoint: str | None = Field(None, description="Endpoint URL of Athena (moto, tests)")
     athena_timeout: float = Field(600, gt=0, description="Seconds an Athena query may run")
+    dashboard_refresh: float = Field(
+        30, gt=0, description="Seconds between runs of a dashboard chart's named query"
+    )
+    dashboard_live_refresh: float = Field(
+        3, gt=0, description="Seconds between refreshes of the dashboard's live charts"
+    )
     compact_file_rows: int = Field(
         4_000_000, ge=1, description="Rows per file that etl compact writes at most"
     )

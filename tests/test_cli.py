@@ -113,14 +113,13 @@ def test_demo_runs_to_its_summary(tmp_path):
     for dataset in ("artists", "albums", "plays", "tracks_enriched", "clusters"):
         rows = pq.read_table(lake / dataset).num_rows
         assert rows > 0 and re.search(rf"{dataset}\s+│\s+\d+\s+│\s+{rows:,}\b", proc.stdout)
-    # and with the cluster report of the newest model version
-    version = max(pq.read_table(lake / "clusters")["model_version"].to_pylist())
-    assert (
-        f"cluster report of model version {version} (k=8, 500 tracks): "
-        "report/clusters_projection.png  report/clusters_profile.png"
-    ) in proc.stdout
-    for name in ("clusters_projection.png", "clusters_profile.png"):
-        assert (tmp_path / "report" / name).read_bytes().startswith(b"\x89PNG")
+    assert f"dashboard: http://127.0.0.1:{port}/dashboard" in proc.stdout
+    # and with the report: index.html and a PNG per lake chart
+    assert "report: report/index.html (5 charts as PNG beside it)" in proc.stdout
+    page = (tmp_path / "report" / "index.html").read_text()
+    for name in ("top_albums", "most_streamed_artists", "cluster_scatter", "cluster_profiles"):
+        assert f'<img src="{name}.png"' in page
+        assert (tmp_path / "report" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
     # and with the local catalog, and two named queries over it
     assert "8. local catalog: lake.duckdb (DuckDB views artists, albums, tracks_enriched" in (
         proc.stdout

@@ -11,12 +11,11 @@
 - ``/tracks/{id}/similar?n=10``: nearest tracks by audio features (any worker).
 - ``/users/{id}/recommendations?n=10``: from the user's recent plays, on the worker
   that holds the user's partition (see ``ml.recommend``).
+- ``/dashboard``: the live dashboard (``web.dashboard``).
 """
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from faust.web import Request, Response, Web
@@ -28,12 +27,15 @@ from spotify_stream.agents.enrichment import Enricher
 from spotify_stream.agents.pipeline import Pipeline
 from spotify_stream.agents.sink import LakeConsumer, LakeSink
 from spotify_stream.agents.users import RecentPlays
+from spotify_stream.dashboard.data import jsonable
 from spotify_stream.kafka import partition_for
 from spotify_stream.ml.recommend import NotIndexed, TrackIndex
 from spotify_stream.models import codec_for
 from spotify_stream.tables.dimensions import KINDS, DimensionStore
 from spotify_stream.tables.leaderboard import Leaderboard
 from spotify_stream.tables.partitioned import PartitionedTable
+from spotify_stream.tables.windows import window_specs
+from spotify_stream.web import dashboard
 
 if TYPE_CHECKING:
     from spotify_stream.app import SpotifyStreamApp
@@ -41,18 +43,6 @@ if TYPE_CHECKING:
 ENTITY_TYPES = ("track", "artist", "album", "genre")
 MAX_TOP = 1000
 MAX_RECOMMENDED = 100
-
-
-def jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [jsonable(v) for v in value]
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    return value
 
 
 def error(web: Web, status: int, message: str) -> Response:
@@ -149,6 +139,15 @@ def register(
     @app.page("/pipeline/stats")
     async def pipeline_stats(web: Web, request: Request) -> Response:
         return web.json(snapshot())
+
+    dashboard.register(
+        app,
+        settings=pipeline.settings,
+        snapshot=snapshot,
+        leaderboard=leaderboard,
+        dimensions=dimensions,
+        rolling_window=window_specs(pipeline.settings)[1].name,
+    )
 
     class _Collector:
         def collect(self) -> Any:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import csv
 import datetime as dt
+import html
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -15,8 +17,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import sqlglot
+from PIL import Image
 
 from spotify_stream import topics
+from spotify_stream.dashboard.charts import CHARTS
+from spotify_stream.dashboard.report import PNG_SIZE
 from spotify_stream.embedded import EmbeddedBroker
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
 from spotify_stream.errors import UserError
@@ -280,6 +285,34 @@ def test_a_required_parameter_and_an_unknown_one_are_one_line():
         named("artist_popularity_trend").bind({})
     with pytest.raises(UserError, match="has no parameter nope; it takes n"):
         named("most_streamed_artists").bind({"nope": "1"})
+
+
+def test_the_static_report(lake, tmp_path):
+    """index.html references one PNG per lake chart, each a PNG of the report's size, and
+    its tables hold the named queries' numbers."""
+    settings, _, _ = lake
+    proc = run("report", "--out", "r", cwd=tmp_path, env={"SPOTIFY_STREAM_LAKE": settings.lake})
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "r"
+    page = (out / "index.html").read_text()
+    lake_charts = [c for c in CHARTS if not c.live]
+    referenced = re.findall(r'<img src="([^"]+)"', page)
+    assert referenced == [f"{c.id}.png" for c in lake_charts]
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(referenced)
+    for name in referenced:
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and image.size == PNG_SIZE, name
+            assert len(set(image.convert("L").getdata())) > 10, f"{name} is blank"
+    for chart_id, label, value in (
+        ("top_albums", "name", "popularity"),
+        ("most_streamed_artists", "artist_name", "plays"),
+    ):
+        section = page[page.index(f'<section id="{chart_id}">') :]
+        section = section[: section.index("</section>")]
+        cells = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td></tr>", section)
+        chart = next(c for c in CHARTS if c.id == chart_id)
+        expected = rows(settings, chart.query, **chart.params)
+        assert cells == [(html.escape(str(r[label])), str(r[value])) for r in expected]
 
 
 def answers(settings) -> dict[str, list[dict]]:

@@ -1,15 +1,13 @@
-"""The cluster report: PNG files from lake-shaped tables; one clear line without clusters."""
+"""The cluster map: the newest version's clusters, each track's latest row projected."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 import pytest
-from PIL import Image
 
 from spotify_stream.ml.clustering import FEATURES
-from spotify_stream.ml.report import render
-from tests.test_cli import run
+from spotify_stream.ml.projection import cluster_map
 
 
 def profiles(version: int, k: int, centers: np.ndarray) -> list[dict]:
@@ -26,7 +24,7 @@ def profiles(version: int, k: int, centers: np.ndarray) -> list[dict]:
     ]
 
 
-def test_render_writes_both_charts_of_the_newest_version(tmp_path):
+def test_the_newest_version_and_each_tracks_latest_row():
     rng = np.random.default_rng(0)
     centers = np.array([[0.2] * 9, [0.8] * 9, [0.5] * 9])
     x = np.concatenate([c + rng.normal(scale=0.05, size=(50, 9)) for c in centers])
@@ -37,22 +35,15 @@ def test_render_writes_both_charts_of_the_newest_version(tmp_path):
     tracks += [{"track_id": "t0", **dict.fromkeys(FEATURES, 0.5)}]  # a later version of t0
     tracks += [{"track_id": "partial", **dict.fromkeys(FEATURES, 0.5), "tempo": None}]
     table = pa.Table.from_pylist([*profiles(1, 2, centers), *profiles(2, 3, centers)])
-    report = render(table, pa.Table.from_pylist(tracks), tmp_path / "out")
-    assert (report.version, report.k, report.tracks) == (2, 3, 150)
-    assert [f.name for f in report.files] == ["clusters_projection.png", "clusters_profile.png"]
-    for path in report.files:
-        with Image.open(path) as image:
-            assert image.format == "PNG" and image.width > 500 and image.height > 200
-
-
-def test_report_of_a_lake_without_clusters_is_one_line(tmp_path):
-    proc = run(
-        "report", "--out", "r", cwd=tmp_path, env={"SPOTIFY_STREAM_LAKE": f"file://{tmp_path}"}
-    )
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().startswith("error: the lake at file://")
-    assert "has no clusters yet" in proc.stderr
+    m = cluster_map(table, pa.Table.from_pylist(tracks), points=100)
+    assert (m.version, len(m.profiles), m.tracks) == (2, 3, 150)
+    assert len(m.xy) == len(m.labels) == 100 and m.ids.tolist() == [0, 1, 2]
+    assert m.explained.sum() <= 100 and m.explained[0] >= m.explained[1]
+    # the three generated groups are the three clusters; t0's latest row is group 2's mean
+    full = cluster_map(table, pa.Table.from_pylist(tracks))
+    assert len(full.labels) == 150
+    assert full.means.shape == (3, 9)
+    assert [p[:2] for p in full.profiles] == [(0, 100), (1, 100), (2, 100)]
 
 
 def test_no_complete_track_is_an_error(tmp_path):
@@ -62,4 +53,4 @@ def test_no_complete_track_is_an_error(tmp_path):
         schema=pa.schema([("track_id", pa.string()), *((f, pa.float64()) for f in FEATURES)]),
     )
     with pytest.raises(ValueError, match="all nine audio features"):
-        render(table, tracks, tmp_path)
+        cluster_map(table, tracks)
