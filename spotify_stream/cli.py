@@ -583,6 +583,45 @@ def deploy_glue_command(role: str, scripts: str | None, package: str | None) -> 
     console.deploy_summary(done, values)
 
 
+@deploy.command("quicksight")
+@click.option("--account-id", help="The AWS account of QuickSight.")
+@click.option("--principal", metavar="ARN", help="The QuickSight user or group given access.")
+@click.option("--region", help="QuickSight's region [default: the AWS chain's].")
+@click.option(
+    "--render",
+    "render_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the requests, with ${placeholders}, under this directory instead.",
+)
+def deploy_quicksight_command(
+    account_id: str | None, principal: str | None, region: str | None, render_dir: Path | None
+) -> None:
+    """The Athena data source, a dataset per named query, and the analysis and dashboard.
+
+    The datasets' custom SQL is the named queries' own, over the Glue database
+    SPOTIFY_STREAM_GLUE_DATABASE in workgroup SPOTIFY_STREAM_ATHENA_WORKGROUP
+    (catalog sync --target glue first); the visuals are the dashboard's lake
+    charts. Idempotent: what exists is updated, the dashboard's new version
+    published. Example:
+    spotify-stream deploy quicksight --account-id 123456789012 \
+      --principal arn:aws:quicksight:eu-west-1:123456789012:user/default/alice
+    """
+    from spotify_stream import console
+    from spotify_stream.dashboard import quicksight
+
+    if render_dir is not None:
+        written = quicksight.render(render_dir)
+        console.out.print(f"{len(written)} requests under {render_dir}")
+        return
+    if not account_id or not principal:
+        raise click.UsageError("give --account-id and --principal (or --render DIR)")
+    settings = _settings()
+    target = quicksight.target_for(settings, account_id, principal, region)
+    with console.out.status("deploying to QuickSight"):
+        done, dashboard = run_async(lambda _stop: quicksight.deploy(settings, target))
+    console.quicksight_summary(done, dashboard, target.region)
+
+
 def main() -> None:
     verbose = "-v" in sys.argv[1:] or "--verbose" in sys.argv[1:]
     try:

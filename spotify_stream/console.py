@@ -216,6 +216,19 @@ def deploy_summary(done: list[tuple], values: dict[str, str]) -> None:
     out.print(f"job scripts in {values['scripts']}; the jobs install {values['package']}")
 
 
+def quicksight_summary(done: list[tuple[str, str, str]], dashboard: str, region: str) -> None:
+    table = Table(title="QuickSight", show_edge=False)
+    for column in ("kind", "id", "action"):
+        table.add_column(column)
+    for row in done:
+        table.add_row(*row)
+    out.print(table)
+    out.print(
+        f"dashboard id: {dashboard}  "
+        f"(https://{region}.quicksight.aws.amazon.com/sn/dashboards/{dashboard})"
+    )
+
+
 def query_list(queries: Iterable[NamedQuery]) -> None:
     table = Table(show_edge=False)
     for column in ("query", "returns", "parameters (default)"):

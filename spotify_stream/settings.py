@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     )
     athena_endpoint: str | None = Field(None, description="Endpoint URL of Athena (moto, tests)")
     athena_timeout: float = Field(600, gt=0, description="Seconds an Athena query may run")
+    quicksight_endpoint: str | None = Field(
+        None, description="Endpoint URL of QuickSight (moto, tests)"
+    )
     dashboard_refresh: float = Field(
         30, gt=0, description="Seconds between runs of a dashboard chart's named query"
     )

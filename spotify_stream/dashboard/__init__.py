@@ -1,0 +1,1 @@
+"""The dashboards: chart definitions, their data from the lake, the static report."""

@@ -74,7 +74,7 @@ def mart_schema(name: str) -> pa.Schema:
     from spotify_stream.warehouse.query import run_duckdb
 
     sql = marts()[name].for_days("SELECT CAST(NULL AS VARCHAR) AS dt WHERE FALSE")
-    schema = run_duckdb(None, sql).schema
+    schema = run_duckdb(None, sql, marts=False).schema
     return schema.remove(schema.get_field_index("dt"))
 
 

@@ -116,18 +116,23 @@ def lake_tables() -> list[tuple[str, str, pa.Schema]]:
     return tables
 
 
-def run_duckdb(settings: Settings | None, athena_sql: str) -> pa.Table:
+def run_duckdb(settings: Settings | None, athena_sql: str, marts: bool = True) -> pa.Table:
     """``athena_sql`` transpiled to DuckDB and run over the lake of ``settings`` (None:
-    an empty lake, its tables' columns only)."""
+    an empty lake, its tables' columns only; the marts' too unless not ``marts``)."""
     import duckdb
     import sqlglot
 
     sql = sqlglot.transpile(athena_sql, read="athena", write="duckdb")[0]
     with duckdb.connect() as con:
         if settings is None:
-            for dataset in DATASETS:
-                schema = schema_of(dataset.topic.record)
-                con.register(dataset.name, schema.append(pa.field("dt", pa.string())).empty_table())
+            empty = [
+                (d.name, schema_of(d.topic.record).append(pa.field("dt", pa.string())))
+                for d in DATASETS
+            ]
+            if marts:
+                empty += [(name, schema) for name, _, schema in lake_tables()[len(DATASETS) :]]
+            for name, schema in empty:
+                con.register(name, schema.empty_table())
         else:
             for name, folder, schema in lake_tables():
                 _register(con, settings, name, folder, schema)
