@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from spotify_stream import topics
 from spotify_stream.embedded import EmbeddedBroker, free_port
 from spotify_stream.ingest.generator import generate
 from spotify_stream.kafka import PartitionedSender, ensure_topics, read_topic, start_producer
@@ -87,3 +88,18 @@ async def send_records(settings: Settings, records: list[tuple[Topic, dict]]) ->
         await sender.flush()
     finally:
         await producer.stop()
+
+
+def plays_drained(worker, settings: Settings, sent: int) -> bool:
+    """Every play sent read by ``worker``, through both repartitions, and the windows it
+    closed landed in the lake."""
+    stats = worker.get("/pipeline/stats")
+    flow = stats["topics"]
+    if flow.get(topics.PLAYS.name, {}).get("records_in", 0) < sent:
+        return False
+    for name in (topics.PLAYS_BY_TRACK, topics.CONTRIBUTIONS):
+        internal = flow.get(topics.internal(settings.app_id, name), {})
+        if internal.get("records_in", 0) < internal.get("messages_out", 1):
+            return False
+    out = flow.get(topics.POPULARITY.name, {}).get("messages_out", 0)
+    return stats["lake"]["popularity"]["read"] >= out

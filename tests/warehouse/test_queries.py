@@ -35,7 +35,7 @@ from spotify_stream.warehouse.marts import marts
 from spotify_stream.warehouse.query import named, named_queries, run_duckdb
 from spotify_stream.warehouse.tables import hive_type, table_specs
 from tests.agents.test_clustering_e2e import published
-from tests.conftest import send_records
+from tests.conftest import plays_drained, send_records
 from tests.models.test_codec import SAMPLES
 from tests.reference import reference, reference_enriched
 from tests.test_cli import run
@@ -98,25 +98,12 @@ def lake(generated, tmp_path_factory):
                 180,
             )
 
-            def drained(sent: int) -> bool:
-                """Every play sent read, through both repartitions, its windows landed."""
-                stats = worker.get("/pipeline/stats")
-                flow = stats["topics"]
-                if flow.get(topics.PLAYS.name, {}).get("records_in", 0) < sent:
-                    return False
-                for name in (topics.PLAYS_BY_TRACK, topics.CONTRIBUTIONS):
-                    internal = flow.get(topics.internal(settings.app_id, name), {})
-                    if internal.get("records_in", 0) < internal.get("messages_out", 1):
-                        return False
-                out = flow.get(topics.POPULARITY.name, {}).get("messages_out", 0)
-                return stats["lake"]["popularity"]["read"] >= out
-
             # the next morning's play last, once the others are through: first, it would
             # move the watermark past them all
             for sent in (len(plays) - 1, len(plays)):
                 batch = plays[sent - 1 : sent] if sent == len(plays) else plays[:sent]
                 asyncio.run(send_records(settings, [(topics.PLAYS, p) for p in batch]))
-                assert wait_for(lambda n=sent: drained(n), 60)
+                assert wait_for(lambda n=sent: plays_drained(worker, settings, n), 60)
             # the windows the last play closed: out, landed, and no more coming
             seen: list[int] = []
 

@@ -22,7 +22,7 @@ from spotify_stream.embedded.worker import WorkerProcess, wait_for
 from spotify_stream.ingest.producer import produce
 from spotify_stream.settings import Settings
 from spotify_stream.warehouse.query import named, run_duckdb
-from tests.conftest import send_records
+from tests.conftest import plays_drained, send_records
 from tests.reference import reference_enriched
 
 pytestmark = pytest.mark.slow
@@ -65,15 +65,9 @@ class Pipeline:
             assert wait_for(self.drained, 60)
 
     def drained(self) -> bool:
-        stats = self.worker.get("/pipeline/stats")
-        flow = stats["topics"]
-        if flow.get(topics.PLAYS.name, {}).get("records_in", 0) < self.sent:
-            return False
-        for name in (topics.PLAYS_BY_TRACK, topics.CONTRIBUTIONS):
-            internal = flow.get(topics.internal(self.settings.app_id, name), {})
-            if internal.get("records_in", 0) < internal.get("messages_out", 1):
-                return False
-        return stats["lake"]["plays"]["read"] >= self.sent
+        return plays_drained(self.worker, self.settings, self.sent) and (
+            self.worker.get("/pipeline/stats")["lake"]["plays"]["read"] >= self.sent
+        )
 
 
 @pytest.fixture(scope="module")
