@@ -22,6 +22,7 @@ from spotify_stream.agents.pipeline import Pipeline
 from spotify_stream.agents.sink import LakeConsumer, LakeSink, WriteGate
 from spotify_stream.agents.users import RecentPlays
 from spotify_stream.ml.recommend import TrackIndex
+from spotify_stream.security import faust_credentials
 from spotify_stream.settings import Settings, get_settings
 from spotify_stream.sink.buffer import Limits
 from spotify_stream.sink.datasets import DATASETS
@@ -70,6 +71,7 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
     app = SpotifyStreamApp(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
+        broker_credentials=faust_credentials(settings),
         store=settings.store,
         datadir=str(settings.data_dir / "faust"),
         processing_guarantee="at_least_once",

@@ -622,6 +622,29 @@ def deploy_quicksight_command(
     console.quicksight_summary(done, dashboard, target.region)
 
 
+@deploy.command("ec2")
+@click.option(
+    "--render",
+    "render_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Write the generated files (stack.yaml, spotify-stream.env) under this directory.",
+)
+def deploy_ec2_command(render_dir: Path) -> None:
+    """The EC2 deployment's generated files: the CloudFormation stack and the env template.
+
+    The stack (S3 lake bucket, Glue database, Athena workgroup, least-privilege
+    worker role, launch template with the cloud-init user data, auto-scaling
+    group, optionally MSK) is deployed with the AWS CLI; see the README's runbook.
+    Example: spotify-stream deploy ec2 --render deploy/ec2
+    """
+    from spotify_stream import console
+    from spotify_stream.ec2 import render
+
+    written = render(render_dir)
+    console.out.print("wrote " + ", ".join(str(p) for p in written))
+
+
 def main() -> None:
     verbose = "-v" in sys.argv[1:] or "--verbose" in sys.argv[1:]
     try:

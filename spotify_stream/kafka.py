@@ -19,6 +19,7 @@ from murmurhash2 import murmurhash2
 from spotify_stream import topics
 from spotify_stream.errors import BrokerUnavailable, UserError
 from spotify_stream.models.codec import encode_batch
+from spotify_stream.security import aiokafka_auth
 from spotify_stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,12 @@ _TOPIC_EXISTS = 36
 
 
 def client_kwargs(settings: Settings) -> dict[str, Any]:
-    """Connection options shared by every aiokafka client (security settings join here)."""
-    return {"bootstrap_servers": settings.bootstrap_servers, "client_id": "spotify-stream"}
+    """Connection options shared by every aiokafka client, security included."""
+    return {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": "spotify-stream",
+        **aiokafka_auth(settings),
+    }
 
 
 def _unreachable(settings: Settings, exc: BaseException) -> BrokerUnavailable:

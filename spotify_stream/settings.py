@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +23,32 @@ class Settings(BaseSettings):
     broker: str = Field(
         "kafka://127.0.0.1:9092",
         description="Kafka bootstrap servers, comma-separated, with or without kafka://",
+    )
+    kafka_security: Literal["plaintext", "tls", "sasl_scram", "msk_iam"] = Field(
+        "plaintext",
+        description="How clients talk to Kafka: plaintext; tls (mutual with a client "
+        "certificate); sasl_scram (SCRAM over TLS, MSK's port 9096); msk_iam (IAM over TLS, "
+        "MSK's port 9098, credentials from the AWS chain)",
+    )
+    kafka_ca_file: Path | None = Field(
+        None, description="CA bundle for the brokers' TLS certificates (unset: the system's)"
+    )
+    kafka_cert_file: Path | None = Field(None, description="Client certificate (mutual TLS)")
+    kafka_key_file: Path | None = Field(None, description="Client certificate's key")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = Field(
+        "SCRAM-SHA-512", description="SCRAM variant of sasl_scram (MSK: SCRAM-SHA-512)"
+    )
+    kafka_username: str | None = Field(None, description="SCRAM user (or from the secret)")
+    kafka_password: SecretStr | None = Field(
+        None, description="SCRAM password (never logged; or from the secret)"
+    )
+    kafka_secret_arn: str | None = Field(
+        None,
+        description='AWS Secrets Manager secret holding {"username", "password"} for '
+        "sasl_scram (MSK's AmazonMSK_* secrets)",
+    )
+    aws_region: str | None = Field(
+        None, description="Region of MSK IAM tokens and the secret (unset: the AWS chain's)"
     )
     lake: str = Field("file://./lake", description="Lake root: file://DIR or s3://bucket/prefix")
     s3_endpoint: str | None = Field(None, description="Endpoint URL of an S3-compatible store")
@@ -137,7 +163,9 @@ class Settings(BaseSettings):
         "plain otherwise (the embedded broker refuses InitProducerId)",
     )
     producer_linger_ms: int = Field(20, ge=0, description="Producer batching delay")
-    producer_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    producer_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        "none", description="Compression of produced record batches"
+    )
     producer_max_batch_bytes: int = Field(
         1 << 20, ge=1024, description="Largest record batch per partition (and largest message)"
     )

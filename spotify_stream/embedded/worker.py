@@ -17,6 +17,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from spotify_stream.embedded.broker import free_port
 from spotify_stream.errors import UserError
 from spotify_stream.settings import Settings
@@ -26,6 +28,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process exactly ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPOTIFY_STREAM_")}
     for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr):  # str() would give the mask
+            value = value.get_secret_value()
         if value is not None:
             env[f"SPOTIFY_STREAM_{name.upper()}"] = str(value)
     return env
