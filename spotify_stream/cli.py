@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -228,13 +229,19 @@ def worker(faust_args: tuple[str, ...]) -> None:
     (see `faust -A spotify_stream.app worker --help`). Start several with their
     own SPOTIFY_STREAM_DATA_DIR and web port to share the partitions.
     """
-    from spotify_stream.kafka import ensure_worker_topics
+    from spotify_stream.kafka import ensure_worker_topics, partition_plan
     from spotify_stream.sink.storage import check_lake
 
     settings = _settings()
     # Faust retries an absent broker forever; say it in one line instead. (Before
     # the app is imported: an app touched inside this loop would stay bound to it.)
-    run_async(lambda _stop: ensure_worker_topics(settings))
+    partitions, counts = run_async(lambda _stop: ensure_worker_topics(settings))
+    for warning in partition_plan(settings.app_id, counts, settings.partitions):
+        log.warning("%s", warning)
+    if partitions != settings.partitions:  # the tables take the existing topics' count
+        os.environ["SPOTIFY_STREAM_PARTITIONS"] = str(partitions)
+        get_settings.cache_clear()
+        settings = _settings()
     if settings.lake_sink:  # a wrong bucket or an unwritable directory: one line, not retries
         run_async(lambda _stop: check_lake(settings))
     from spotify_stream.app import app

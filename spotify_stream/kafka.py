@@ -109,8 +109,8 @@ async def ensure_topics(
     count of topics that need another, such as the trainer's single partition;
     ``configs``: topic configs of those that need them).
 
-    Returns the partition count of every topic. Existing topics keep theirs; a
-    different count than configured is logged, never changed.
+    Returns the partition count of every topic. Existing topics keep theirs, never
+    changed (``partition_plan`` tells what differs).
     """
     names, fixed, configs = list(names), fixed or {}, configs or {}
     admin = AIOKafkaAdminClient(
@@ -137,28 +137,55 @@ async def ensure_topics(
         raise _unreachable(settings, exc) from None
     finally:
         await _close_quietly(admin)
-    counts = {d["topic"]: len(d["partitions"]) for d in described}
-    for name, count in counts.items():
-        if count != fixed.get(name, settings.partitions):
-            log.warning(
-                "topic %s has %d partitions, settings say %d; keeping %d",
-                name,
-                count,
-                fixed.get(name, settings.partitions),
-                count,
-            )
-    return counts
+    return {d["topic"]: len(d["partitions"]) for d in described}
 
 
-async def ensure_worker_topics(settings: Settings) -> dict[str, int]:
-    """Every topic a worker reads or writes, each with its partitions and configs."""
+async def ensure_worker_topics(settings: Settings) -> tuple[int, dict[str, int]]:
+    """Every topic a worker reads or writes, each with its partitions and configs.
+
+    The tracks topic decides the partition count of the co-partitioned rest (an
+    existing one keeps its count, whatever the settings say): returns that count,
+    and every topic's (``partition_plan`` tells what differs).
+    """
     app_id = settings.app_id
-    return await ensure_topics(
-        settings,
+    partitions = (await ensure_topics(settings, [topics.TRACKS.name]))[topics.TRACKS.name]
+    counts = await ensure_topics(
+        settings.model_copy(update={"partitions": partitions}),
         topics.worker_topics(app_id),
         topics.single_partition(app_id),
         topics.kept_forever(app_id),
     )
+    return partitions, counts
+
+
+def partition_plan(app_id: str, counts: dict[str, int], configured: int) -> list[str]:
+    """What is wrong with the partition counts of a worker's topics: the stream topics
+    and the table changelogs must all have the tracks topic's count."""
+    partitions = counts[topics.TRACKS.name]
+    warnings = []
+    if partitions != configured:
+        warnings.append(
+            f"SPOTIFY_STREAM_PARTITIONS is {configured} but {topics.TRACKS.name} has "
+            f"{partitions} partitions: the worker uses {partitions}"
+        )
+    changelogs = {topics.changelog(app_id, t) for t in topics.TABLES}
+    for name in topics.co_partitioned(app_id):
+        count = counts.get(name, partitions)
+        if count == partitions:
+            continue
+        if name in changelogs:
+            warnings.append(
+                f"table changelog {name} has {count} partitions, {topics.TRACKS.name} "
+                f"{partitions}: the table's state would not line up with the stream's "
+                f"partitions; delete {name} (the worker rebuilds the table) or give the "
+                "topics equal counts"
+            )
+        else:
+            warnings.append(
+                f"topic {name} has {count} partitions, {topics.TRACKS.name} {partitions}: "
+                "keys would meet on different partitions; give them equal counts"
+            )
+    return warnings
 
 
 async def read_topic(settings: Settings, topic: str) -> AsyncIterator[ConsumerRecord]:

@@ -75,6 +75,18 @@ def kept_forever(app_id: str) -> dict[str, dict[str, str]]:
     return {internal(app_id, n): {"retention.ms": "-1"} for n in KEPT_FOREVER}
 
 
+def co_partitioned(app_id: str) -> list[str]:
+    """The topics whose keys must meet on equal partitions: the streams the agents
+    read with tables, and the tables' changelogs."""
+    return [
+        TRACKS.name,
+        AUDIO_FEATURES.name,
+        PLAYS.name,
+        *(internal(app_id, n) for n in (JOIN_RETRY, PLAYS_BY_TRACK, CONTRIBUTIONS)),
+        *(changelog(app_id, t) for t in TABLES),
+    ]
+
+
 def worker_topics(app_id: str) -> list[str]:
     """Every topic a worker reads or writes; created before Faust subscribes."""
     return [

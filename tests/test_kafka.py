@@ -3,10 +3,13 @@
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from spotify_stream import topics
 from spotify_stream.errors import BrokerUnavailable
 from spotify_stream.kafka import (
     client_kwargs,
     ensure_topics,
+    ensure_worker_topics,
+    partition_plan,
     read_topic,
     record_end_offsets,
     start_offsets,
@@ -82,11 +85,33 @@ async def test_start_offsets_are_committed_or_log_start(fresh_settings):
     assert {tp.partition: offset for tp, offset in starts.items()} == {0: 7, 1: 0, 2: 0, 3: 0}
 
 
-async def test_existing_topic_keeps_its_partition_count(fresh_settings, caplog):
+async def test_existing_topic_keeps_its_partition_count(fresh_settings):
     await ensure_topics(fresh_settings.model_copy(update={"partitions": 2}), ["t.two"])
     counts = await ensure_topics(fresh_settings, ["t.two", "t.new"])
     assert counts == {"t.two": 2, "t.new": fresh_settings.partitions}
-    assert "t.two has 2 partitions, settings say 4" in caplog.text
+
+
+async def test_the_tracks_topic_sizes_the_worker_and_mismatches_are_named(fresh_settings):
+    """Existing input topics of 6 partitions with settings of 4: every co-partitioned
+    topic is made with 6; a changelog made earlier with 3 is named, with what to do."""
+    app_id = fresh_settings.app_id
+    six = fresh_settings.model_copy(update={"partitions": 6})
+    changelog = topics.changelog(app_id, "features")
+    await ensure_topics(six, [topics.TRACKS.name])
+    await ensure_topics(fresh_settings.model_copy(update={"partitions": 3}), [changelog])
+    partitions, counts = await ensure_worker_topics(fresh_settings)
+    assert partitions == 6
+    for name in topics.co_partitioned(app_id):
+        assert counts[name] == (3 if name == changelog else 6), name
+    for name, count in topics.single_partition(app_id).items():
+        assert counts[name] == count
+    assert partition_plan(app_id, counts, 4) == [
+        "SPOTIFY_STREAM_PARTITIONS is 4 but spotify.tracks has 6 partitions: the worker uses 6",
+        f"table changelog {changelog} has 3 partitions, spotify.tracks 6: the table's state "
+        f"would not line up with the stream's partitions; delete {changelog} (the worker "
+        "rebuilds the table) or give the topics equal counts",
+    ]
+    assert partition_plan(app_id, counts | {changelog: 6}, 6) == []
 
 
 async def test_idempotence_auto_falls_back_on_the_embedded_broker(fresh_settings, caplog):

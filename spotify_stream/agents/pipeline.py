@@ -54,7 +54,7 @@ class Pipeline:
 
     async def start(self) -> dict[str, int]:
         """Create every topic the worker uses, then its producer."""
-        partitions = await ensure_worker_topics(self.settings)
+        _, partitions = await ensure_worker_topics(self.settings)
         self.producer = await start_producer(self.settings)
         self.sender = PartitionedSender(self.producer, partitions)
         for table in self.tables:
