@@ -1,0 +1,84 @@
+"""Failover: three worker processes share the partitions; one is killed with SIGKILL
+mid-run; the other two take its partitions over and the lake ends with exactly the
+input rows (the lake crash test's check), in at most twice the time one worker takes
+for the same input on the same machine (both timed from the first record produced)."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from spotify_stream import topics
+from spotify_stream.embedded import EmbeddedBroker
+from spotify_stream.embedded.worker import WorkerProcess, wait_for
+from spotify_stream.settings import Settings
+from tests.agents.test_lake_crash import lake_files, simulate_in_background
+from tests.agents.test_workers_e2e import produce_in_background
+from tests.conftest import GENERATED_TRACKS
+from tests.lake import differences, topic_records
+
+pytestmark = pytest.mark.slow
+
+
+def owned(workers: list[WorkerProcess]) -> list[set[int]]:
+    return [set(w.get("/pipeline/stats")["partitions"]) for w in workers]
+
+
+def shared(workers: list[WorkerProcess], partitions: int) -> bool:
+    parts = owned(workers)
+    return all(parts) and sum(map(len, parts)) == partitions == len(set().union(*parts))
+
+
+def done(settings: Settings, workers: list[WorkerProcess]) -> bool:
+    """Every track enriched and labelled, and the lake equal to the topics."""
+    for worker in workers:
+        stats = worker.get("/pipeline/stats")
+        if stats["cluster_model"] is None or stats["unlabelled_tracks"] or stats["pending_joins"]:
+            return False
+    enriched = {r["track_id"] for r in topic_records(settings, topics.ENRICHED)}
+    return len(enriched) == GENERATED_TRACKS and not differences(settings)
+
+
+def run(settings: Settings, generated, workdir, workers: int, kill: bool) -> float:
+    """Seconds from the first record produced to a lake equal to the input."""
+    started = [WorkerProcess(settings, workdir, f"w{i}").start() for i in range(workers)]
+    try:
+        assert wait_for(lambda: shared(started, settings.partitions), 90)
+        began = time.monotonic()
+        producing = produce_in_background(settings, generated, rate=1500)
+        assert wait_for(lambda: topic_records(settings, topics.TRACKS), 60)
+        playing = simulate_in_background(settings, 20)
+        alive = started
+        if kill:
+            victim = started[0]
+            assert wait_for(lambda: lake_files(victim) > 0, 60)  # writing when it dies
+            victim.stop(signal.SIGKILL)
+            alive = started[1:]
+            assert wait_for(lambda: shared(alive, settings.partitions), 90), owned(alive)
+        producing.join()
+        playing.join()
+        assert wait_for(lambda: done(settings, alive), 300, interval=2), differences(settings)
+        return time.monotonic() - began
+    finally:
+        for worker in started:
+            worker.stop()
+
+
+def test_two_of_three_workers_finish_the_work_of_a_killed_one(generated, tmp_path):
+    seconds = {}
+    for name, workers, kill in (("one worker", 1, False), ("three, one killed", 3, True)):
+        with EmbeddedBroker() as broker:
+            settings = Settings(
+                broker=f"kafka://{broker.bootstrap}",
+                producer_idempotence="off",
+                partitions=6,
+                lake=f"file://{tmp_path / name}/lake",
+                flush_seconds=1,
+                join_max_wait=120,  # no track expires while partitions move
+                _env_file=None,
+            )
+            seconds[name] = run(settings, generated, tmp_path / name, workers, kill)
+    print(f"lake equal to the input after: {seconds}")
+    assert seconds["three, one killed"] <= 2 * seconds["one worker"], seconds
