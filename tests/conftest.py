@@ -103,3 +103,17 @@ def plays_drained(worker, settings: Settings, sent: int) -> bool:
             return False
     out = flow.get(topics.POPULARITY.name, {}).get("messages_out", 0)
     return stats["lake"]["popularity"]["read"] >= out
+
+
+def pipeline_settings(broker: EmbeddedBroker, workdir: Path, **update) -> Settings:
+    """Settings of a worker on ``broker`` with its state and a file lake in ``workdir``,
+    flushing every second."""
+    base = {
+        "broker": f"kafka://{broker.bootstrap}",
+        "data_dir": workdir / "state",
+        "producer_idempotence": "off",
+        "partitions": 4,
+        "lake": f"file://{workdir}/lake",
+        "flush_seconds": 1,
+    }
+    return Settings(_env_file=None, **(base | update))

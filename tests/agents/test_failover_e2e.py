@@ -16,7 +16,7 @@ from spotify_stream.embedded.worker import WorkerProcess, wait_for
 from spotify_stream.settings import Settings
 from tests.agents.test_lake_crash import lake_files, simulate_in_background
 from tests.agents.test_workers_e2e import produce_in_background
-from tests.conftest import GENERATED_TRACKS
+from tests.conftest import GENERATED_TRACKS, pipeline_settings
 from tests.lake import differences, topic_records
 
 pytestmark = pytest.mark.slow
@@ -31,14 +31,21 @@ def shared(workers: list[WorkerProcess], partitions: int) -> bool:
     return all(parts) and sum(map(len, parts)) == partitions == len(set().union(*parts))
 
 
-def done(settings: Settings, workers: list[WorkerProcess]) -> bool:
-    """Every track enriched and labelled, and the lake equal to the topics."""
+def unfinished(settings: Settings, workers: list[WorkerProcess]) -> list[str]:
+    """What is not yet done: every track enriched and labelled, the lake equal to the
+    topics (empty when all is)."""
+    left = []
     for worker in workers:
         stats = worker.get("/pipeline/stats")
-        if stats["cluster_model"] is None or stats["unlabelled_tracks"] or stats["pending_joins"]:
-            return False
+        if stats["cluster_model"] is None:
+            left.append(f"{worker.log.stem}: no cluster model")
+        for key in ("unlabelled_tracks", "pending_joins"):
+            if stats[key]:
+                left.append(f"{worker.log.stem}: {stats[key]} {key}")
     enriched = {r["track_id"] for r in topic_records(settings, topics.ENRICHED)}
-    return len(enriched) == GENERATED_TRACKS and not differences(settings)
+    if len(enriched) != GENERATED_TRACKS:
+        left.append(f"{len(enriched)} of {GENERATED_TRACKS} tracks enriched")
+    return left + [f"{k}: {v}" for k, v in differences(settings).items()]
 
 
 def run(settings: Settings, generated, workdir, workers: int, kill: bool) -> float:
@@ -59,7 +66,9 @@ def run(settings: Settings, generated, workdir, workers: int, kill: bool) -> flo
             assert wait_for(lambda: shared(alive, settings.partitions), 90), owned(alive)
         producing.join()
         playing.join()
-        assert wait_for(lambda: done(settings, alive), 300, interval=2), differences(settings)
+        assert wait_for(lambda: not unfinished(settings, alive), 300, interval=2), unfinished(
+            settings, alive
+        )
         return time.monotonic() - began
     finally:
         for worker in started:
@@ -70,14 +79,11 @@ def test_two_of_three_workers_finish_the_work_of_a_killed_one(generated, tmp_pat
     seconds = {}
     for name, workers, kill in (("one worker", 1, False), ("three, one killed", 3, True)):
         with EmbeddedBroker() as broker:
-            settings = Settings(
-                broker=f"kafka://{broker.bootstrap}",
-                producer_idempotence="off",
+            settings = pipeline_settings(
+                broker,
+                tmp_path / name,
                 partitions=6,
-                lake=f"file://{tmp_path / name}/lake",
-                flush_seconds=1,
                 join_max_wait=120,  # no track expires while partitions move
-                _env_file=None,
             )
             seconds[name] = run(settings, generated, tmp_path / name, workers, kill)
     print(f"lake equal to the input after: {seconds}")

@@ -22,7 +22,7 @@ from spotify_stream.embedded.worker import WorkerProcess, wait_for
 from spotify_stream.ingest.producer import produce
 from spotify_stream.settings import Settings
 from spotify_stream.warehouse.query import named, run_duckdb
-from tests.conftest import plays_drained, send_records
+from tests.conftest import pipeline_settings, plays_drained, send_records
 from tests.reference import reference_enriched
 
 pytestmark = pytest.mark.slow
@@ -74,13 +74,9 @@ class Pipeline:
 def pipeline(generated, tmp_path_factory):
     workdir: Path = tmp_path_factory.mktemp("dashboard")
     with EmbeddedBroker() as broker:
-        settings = Settings(
-            broker=f"kafka://{broker.bootstrap}",
-            data_dir=workdir / "state",
-            producer_idempotence="off",
-            partitions=4,
-            lake=f"file://{workdir}/lake",
-            flush_seconds=1,
+        settings = pipeline_settings(
+            broker,
+            workdir,
             cluster_warmup=300,
             tumbling_window=600,
             hopping_window=1200,
@@ -88,7 +84,6 @@ def pipeline(generated, tmp_path_factory):
             window_grace=0,
             dashboard_refresh=1,
             dashboard_live_refresh=1,
-            _env_file=None,
         )
         complete = sorted(t for t, r in reference_enriched(generated).items() if r["complete"])
         with WorkerProcess(settings, workdir) as worker:
