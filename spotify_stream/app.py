@@ -21,6 +21,7 @@ from spotify_stream.agents.enrichment import Enricher
 from spotify_stream.agents.pipeline import Pipeline
 from spotify_stream.agents.sink import LakeConsumer, LakeSink, WriteGate
 from spotify_stream.agents.users import RecentPlays
+from spotify_stream.consumer import Consumer
 from spotify_stream.ml.recommend import TrackIndex
 from spotify_stream.security import faust_credentials
 from spotify_stream.settings import Settings, get_settings
@@ -41,11 +42,22 @@ RAW = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value
 class SpotifyStreamApp(faust.App):
     """Creates the topics before Faust subscribes to them (the embedded broker would
     auto-create them with its own partition count) and starts the broadcast
-    reader before table recovery, whose callbacks wait for it to catch up."""
+    reader before table recovery, whose callbacks wait for it to catch up; and
+    consumes through ``consumer.Consumer``."""
 
     pipeline: Pipeline
     reader: BroadcastReader
     lake: LakeConsumer | None
+
+    def _new_consumer(self) -> Consumer:
+        return Consumer(
+            self.transport,
+            callback=self.topics.on_message,
+            on_partitions_revoked=self._on_partitions_revoked,
+            on_partitions_assigned=self._on_partitions_assigned,
+            beacon=self.beacon,
+            loop=self.loop,
+        )
 
     async def on_first_start(self) -> None:
         await super().on_first_start()

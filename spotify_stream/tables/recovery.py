@@ -21,6 +21,7 @@ embedded broker reports, which can fall short (see ``record_end_offsets``).
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -29,6 +30,8 @@ from faust.tables.recovery import Recovery as FaustRecovery
 from faust.types import TP
 
 from spotify_stream.kafka import record_end_offsets, start_offsets
+
+log = logging.getLogger(__name__)
 
 
 async def seek_streams(app: Any, streams: set[TP]) -> None:
@@ -43,6 +46,10 @@ async def seek_streams(app: Any, streams: set[TP]) -> None:
     """
     starts = await start_offsets(
         app.pipeline.settings, app.conf.id, (TopicPartition(*tp) for tp in streams)
+    )
+    log.info(
+        "stream partitions resume at %s",
+        ", ".join(f"{tp.topic}[{tp.partition}] {offset}" for tp, offset in sorted(starts.items())),
     )
     await app.consumer.seek_wait({TP(*tp): offset for tp, offset in starts.items()})
 
