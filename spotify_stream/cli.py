@@ -245,7 +245,9 @@ def worker(faust_args: tuple[str, ...]) -> None:
     if settings.lake_sink:  # a wrong bucket or an unwritable directory: one line, not retries
         run_async(lambda _stop: check_lake(settings))
     from spotify_stream.app import app
+    from spotify_stream.ml.clustering import import_learners
 
+    import_learners()  # before the collector freezes what the imports made
     tune_gc()
     sys.argv = ["spotify-stream worker", "worker", *faust_args]
     app.main()
