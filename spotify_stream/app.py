@@ -9,6 +9,7 @@ the embedded broker requires).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faust
@@ -37,6 +38,20 @@ from spotify_stream.tables.windows import window_specs
 from spotify_stream.web.dashboard import json_errors
 
 RAW = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+class Worker(faust.Worker):
+    """Faust's worker without its terminal spinner.
+
+    To turn the spinner on every log call, Faust sets the root logger to DEBUG
+    at its default level (warn) and leaves it there: every ``log.debug`` of
+    Faust and mode then built a record that no handler wanted, one per
+    changelog message in table recovery. A worker recovering 200,000 tracks
+    began its backlog after 30.3 and 30.8 s without it, 34.5 and 35.8 s with it.
+    """
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
 
 
 class SpotifyStreamApp(faust.App):
@@ -99,6 +114,7 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
         web_application_options={"middlewares": [json_errors]},
         autodiscover=False,
         TableManager=TableManager,
+        Worker=Worker,
     )
     pipeline = app.pipeline = Pipeline(settings)
 
