@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import stack_settings
+from bench import stack_settings, worker_failed
 from spotify_stream.dashboard.charts import CHARTS
 from spotify_stream.embedded import EmbeddedBroker
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
@@ -103,7 +103,7 @@ def main() -> None:
                 600,
             )
             if not landed:
-                raise SystemExit(f"the lake did not fill; see {worker.log}")
+                raise worker_failed(worker, "the lake did not fill")
 
             def warm() -> None:  # every lake chart's data computed just now
                 for chart in CHARTS:

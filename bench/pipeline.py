@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench import stack_settings
+from bench import stack_settings, worker_failed
 from spotify_stream import topics
 from spotify_stream.embedded import EmbeddedBroker
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
@@ -87,10 +87,7 @@ def wait_records(worker: WorkerProcess, topic: str, count: int) -> dict:
         lambda: (e := worker.topic_stats(topic)).get("records_in", 0) >= count and e, 600
     )
     if not entry:
-        raise SystemExit(
-            f"the worker did not consume {count} records of {topic}; its log ends:\n"
-            + worker.tail(40)
-        )
+        raise worker_failed(worker, f"the worker did not consume {count} records of {topic}")
     return entry
 
 
@@ -146,7 +143,7 @@ def run(data: Path, tracks: int, per_message: int, workdir: Path, lake: bool) ->
             if lake:
                 landed = wait_for(lambda: _landed(worker, tracks), 600)
                 if not landed:
-                    raise SystemExit("the lake did not receive every track; see " + str(worker.log))
+                    raise worker_failed(worker, "the lake did not receive every track")
                 figures["lake"] = tracks / (landed["last_flush_at"] - entry["first_at"])
     return figures
 

@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench import stack_settings
+from bench import stack_settings, worker_failed
 from spotify_stream import topics
 from spotify_stream.embedded import EmbeddedBroker
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
@@ -81,7 +81,7 @@ def settle(worker: WorkerProcess, tracks: int) -> None:
         return consumed >= tracks and model is not None and model["rows_seen"] >= 0.95 * tracks
 
     if not wait_for(learned, 600):
-        raise SystemExit(f"the model did not learn the tracks; see {worker.log}")
+        raise worker_failed(worker, "the model did not learn the tracks")
 
 
 def main() -> None:
@@ -117,7 +117,7 @@ def main() -> None:
             if not wait_for(
                 lambda: worker.topic_stats(topics.PLAYS.name).get("records_in", 0) >= sent, 120
             ):
-                raise SystemExit(f"the worker did not read the plays; see {worker.log}")
+                raise worker_failed(worker, "the worker did not read the plays")
             paths = sample_paths(data, sent_users(worker, args.users))
             results = {"idle": measure(worker, paths, args.requests)}
             stop = asyncio.Event()
