@@ -1,4 +1,5 @@
 import datetime as dt
+import io
 import json
 
 import fastavro
@@ -9,7 +10,13 @@ from spotify_stream.agents.enrichment import enrich
 from spotify_stream.ml.clustering import FEATURES
 from spotify_stream.models import SCHEMAS, AvroCodec, DecodeError, codec_for
 from spotify_stream.models.arrow import arrow_schema
-from spotify_stream.models.codec import encode_batch, records_in, register_writer_schema
+from spotify_stream.models.codec import (
+    MAGIC,
+    encode_batch,
+    items_in,
+    records_in,
+    register_writer_schema,
+)
 from spotify_stream.models.records import RECORDS
 
 UTC = dt.UTC
@@ -126,6 +133,18 @@ SAMPLES["Popularity"] = {
     "mean_popularity": None,
 }
 SAMPLES["Batch"] = {"records": [codec_for("Track").encode(SAMPLES["Track"])]}
+
+
+@pytest.mark.parametrize(
+    "lengths", [[], [0], [1, 63, 64, 127], [8191, 8192, 300_000], [450] * 1000 + [2**21]]
+)
+def test_encode_batch_writes_what_fastavro_writes(lengths):
+    bodies = [bytes([n % 251]) * n for n in lengths]
+    expected = io.BytesIO()
+    expected.write(MAGIC + codec_for("Batch").fingerprint)
+    fastavro.schemaless_writer(expected, SCHEMAS["Batch"], {"records": bodies})
+    assert encode_batch(bodies) == expected.getvalue()
+    assert items_in(encode_batch(bodies)) == bodies
 
 
 def test_a_batch_holds_records_of_their_own_schema():
