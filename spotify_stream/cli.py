@@ -14,7 +14,7 @@ import click
 
 from spotify_stream import __version__
 from spotify_stream.errors import UserError
-from spotify_stream.runtime import run_async, tune_gc
+from spotify_stream.runtime import import_early, run_async, tune_gc
 from spotify_stream.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -245,9 +245,8 @@ def worker(faust_args: tuple[str, ...]) -> None:
     if settings.lake_sink:  # a wrong bucket or an unwritable directory: one line, not retries
         run_async(lambda _stop: check_lake(settings))
     from spotify_stream.app import app
-    from spotify_stream.ml.clustering import import_learners
 
-    import_learners()  # before the collector freezes what the imports made
+    import_early()  # before the collector freezes what the imports made
     tune_gc()
     sys.argv = ["spotify-stream worker", "worker", *faust_args]
     app.main()

@@ -24,6 +24,25 @@ def run_async(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
     return asyncio.run(runner())
 
 
+def import_early() -> None:
+    """Import, on the main thread before the worker consumes, the heavy modules its
+    threads would otherwise import on first use.
+
+    - scikit-learn, imported by the cluster trainer's thread: 0.9 s of Python
+      holding the GIL while the worker began a backlog (bench/pipeline.py,
+      200,000 tracks: the lake took 33,014 and 27,454 tracks/s with it there,
+      38,252 and 36,271 without).
+    - polars, imported by the first Avro block read (the sink's or the
+      trainer's thread): scikit-learn looks polars up in ``sys.modules`` on
+      every fit, once found it half imported, and the AttributeError took the
+      worker down (2 of 14 runs of that bench at 500,000 tracks, once the
+      trainer no longer spent its first second importing scikit-learn).
+    """
+    import polars  # noqa: F401
+    import sklearn.cluster
+    import sklearn.preprocessing  # noqa: F401
+
+
 def tune_gc() -> None:
     """Collect garbage less often in a long-running worker.
 

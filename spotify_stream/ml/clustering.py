@@ -110,23 +110,11 @@ class ClusterModel:
         )
 
 
-def import_learners() -> None:
-    """Import scikit-learn's estimators now: a worker does it before it consumes.
-
-    Left to the trainer, the import (0.9 s of Python holding the GIL) ran in a
-    thread while the worker began a backlog: in ``bench/pipeline.py`` (200,000
-    tracks) the lake took 33,014 and 27,454 tracks/s with it there, 38,252 and
-    36,271 with it done first.
-    """
-    import sklearn.cluster
-    import sklearn.preprocessing  # noqa: F401
-
-
 class OnlineClusterer:
     """The trainer's state: a scaler and mini-batch k-means, both fitted incrementally."""
 
     def __init__(self, k: int, warmup: int, seed: int = 0) -> None:
-        # scikit-learn (1 s to import): a worker imported it first (``import_learners``)
+        # scikit-learn (1 s to import): a worker imported it first (``runtime.import_early``)
         from sklearn.cluster import MiniBatchKMeans
         from sklearn.preprocessing import StandardScaler
 
