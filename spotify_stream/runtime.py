@@ -34,9 +34,10 @@ def import_early() -> None:
       38,252 and 36,271 without).
     - polars, imported by the first Avro block read (the sink's or the
       trainer's thread): scikit-learn looks polars up in ``sys.modules`` on
-      every fit, once found it half imported, and the AttributeError took the
-      worker down (2 of 14 runs of that bench at 500,000 tracks, once the
-      trainer no longer spent its first second importing scikit-learn).
+      every fit, found it half imported, and the AttributeError took the
+      worker down (2 of 14 runs of that bench at 500,000 tracks lost their
+      worker once the trainer no longer spent its first second importing
+      scikit-learn; the one log kept shows this).
     """
     import polars  # noqa: F401
     import sklearn.cluster
