@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,3 +33,53 @@ def worker_failed(worker: WorkerProcess, what: str) -> SystemExit:
     kept = Path.cwd() / f"bench-{worker.log.name}"
     shutil.copyfile(worker.log, kept)
     return SystemExit(f"{what}; the worker's log is kept in {kept}; it ends:\n{worker.tail(40)}")
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) each thread of ``pid`` has used so far, by thread
+    id; empty where /proc is not there (not Linux) or the process has ended."""
+    seconds = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return {}
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        seconds[int(tid)] = (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+    return seconds
+
+
+@dataclass
+class CpuWindow:
+    """What a worker process (its main thread apart) and the broker used of the
+    machine's cores between ``start`` and ``stop``: whether a figure is bound by CPU,
+    and by which thread."""
+
+    worker: int
+    broker: int | None
+
+    def start(self) -> None:
+        self._begun = time.monotonic(), thread_cpu(self.worker), self._broker()
+
+    def stop(self) -> dict[str, float]:
+        """Cores in use on average over the window: the worker's, its main thread's
+        (the event loop, which holds the GIL for most of the Python work), the broker's."""
+        began, worker, broker = self._begun
+        wall = time.monotonic() - began
+        now = thread_cpu(self.worker)
+        used = {tid: seconds - worker.get(tid, 0.0) for tid, seconds in now.items()}
+        return {
+            "worker_cores": sum(used.values()) / wall,
+            "main_cores": used.get(self.worker, 0.0) / wall,
+            "broker_cores": (sum(self._broker().values()) - sum(broker.values())) / wall,
+        }
+
+    def _broker(self) -> dict[int, float]:
+        return thread_cpu(self.broker) if self.broker else {}

@@ -19,7 +19,11 @@ fresh embedded broker:
    that lands the last enriched track (its last second is that window).
 
 Each form runs ``--repeat`` times on fresh brokers; the table shows medians
-(this machine's neighbours make single runs vary by about 10%).
+(this machine's neighbours make single runs vary by about 10%). Beside the
+rates, the cores the worker, its main thread and the broker kept busy from the
+first track consumed to the end of the sink-on run (Linux /proc): a main
+thread short of 1.0 on a machine with cores to spare waits (for the GIL, or
+for the scheduler), and is not bound by its own CPU.
 
 Freshness: a worker with the default settings (60 s window), and once its
 sink has joined its group, plays simulated at 2,000/s for ``--freshness``
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import threading
@@ -44,7 +49,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench import stack_settings, worker_failed
+from bench import CpuWindow, stack_settings, worker_failed
 from spotify_stream import topics
 from spotify_stream.embedded import EmbeddedBroker
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
@@ -82,9 +87,11 @@ async def raw_limit(settings: Settings, expected: int) -> float:
         await consumer.stop()
 
 
-def wait_records(worker: WorkerProcess, topic: str, count: int) -> dict:
+def wait_records(worker: WorkerProcess, topic: str, count: int, interval: float = 0.3) -> dict:
     entry = wait_for(
-        lambda: (e := worker.topic_stats(topic)).get("records_in", 0) >= count and e, 600
+        lambda: (e := worker.topic_stats(topic)).get("records_in", 0) >= count and e,
+        600,
+        interval,
     )
     if not entry:
         raise worker_failed(worker, f"the worker did not consume {count} records of {topic}")
@@ -138,6 +145,9 @@ def run(data: Path, tracks: int, per_message: int, workdir: Path, lake: bool) ->
         raw = asyncio.run(raw_limit(settings, tracks))
         # Same state directory: the features table is there (and replayed from its changelog).
         with WorkerProcess(settings, workdir, loglevel="warn") as worker:
+            cpu = CpuWindow(worker.process.pid, broker.pid)
+            wait_records(worker, topics.TRACKS.name, 1, interval=0.05)
+            cpu.start()
             entry = wait_records(worker, topics.TRACKS.name, tracks)
             figures = {"raw": raw, "enrich": tracks / (entry["last_at"] - entry["first_at"])}
             if lake:
@@ -145,7 +155,12 @@ def run(data: Path, tracks: int, per_message: int, workdir: Path, lake: bool) ->
                 if not landed:
                     raise worker_failed(worker, "the lake did not receive every track")
                 figures["lake"] = tracks / (landed["last_flush_at"] - entry["first_at"])
+            figures |= cpu.stop()
     return figures
+
+
+#: The CPU figures of a run (``CpuWindow``), from the first track consumed to the end.
+_CPU = ("worker_cores", "main_cores", "broker_cores")
 
 
 def _landed(worker: WorkerProcess, tracks: int) -> dict | None:
@@ -215,7 +230,15 @@ def main() -> None:
             "batch": (f"Batch of {args.batch}", args.batch),
         }
         for label, per_message in (forms[name] for name in args.forms.split(",")):
-            runs: dict[str, list[float]] = {"raw": [], "core": [], "enrich": [], "lake": []}
+            runs: dict[str, list[float]] = {
+                "raw": [],
+                "core": [],
+                "enrich": [],
+                "lake": [],
+                "worker_cores": [],
+                "main_cores": [],
+                "broker_cores": [],
+            }
             for i in range(args.repeat):
                 for lake in (False, True):
                     workdir = Path(tmp) / f"run-{per_message}-{i}-{lake}"
@@ -223,13 +246,16 @@ def main() -> None:
                     figures = run(data, args.tracks, per_message, workdir, lake)
                     runs["raw"].append(figures["raw"])
                     if lake:
-                        runs["enrich"].append(figures["enrich"])
-                        runs["lake"].append(figures["lake"])
+                        for key in ("enrich", "lake", *_CPU):
+                            runs[key].append(figures[key])
                     else:
                         runs["core"].append(figures["enrich"])
                     print(
                         f"{label}, run {i + 1}/{args.repeat}, lake sink {'on' if lake else 'off'}: "
-                        + ", ".join(f"{k} {v:,.0f}/s" for k, v in figures.items())
+                        + ", ".join(
+                            f"{k} {v:.2f}" if k in _CPU else f"{k} {v:,.0f}/s"
+                            for k, v in figures.items()
+                        )
                     )
             rows.append((label, *(statistics.median(runs[k]) for k in runs)))
         lags: list[float] = []
@@ -243,12 +269,14 @@ def main() -> None:
     )
     print(
         "| input form | raw consume + decode (rec/s) | enrichment, sink off (tracks/s) "
-        "| enrichment, sink on | into the lake, end to end (tracks/s) | lake / raw |"
+        "| enrichment, sink on | into the lake, end to end (tracks/s) | lake / raw "
+        f"| cores in use, sink on (of {os.cpu_count()}): worker / its main thread / broker |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for label, raw, core, enrich, lake in rows:
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for label, raw, core, enrich, lake, worker, main, broker in rows:
         print(
-            f"| {label} | {raw:,.0f} | {core:,.0f} | {enrich:,.0f} | {lake:,.0f} | {lake / raw:.2f} |"
+            f"| {label} | {raw:,.0f} | {core:,.0f} | {enrich:,.0f} | {lake:,.0f} "
+            f"| {lake / raw:.2f} | {worker:.2f} / {main:.2f} / {broker:.2f} |"
         )
     if lags:
         lags.sort()

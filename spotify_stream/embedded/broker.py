@@ -94,6 +94,11 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs (benchmarks read its CPU time)."""
+        return self._proc.pid if self._proc is not None else None
+
     def start(self, timeout: float = 20.0) -> str:
         """Start the broker and wait until it answers Kafka requests; returns host:port."""
         if kafka_ready(self.host, self.port, timeout=0.5):
