@@ -58,9 +58,9 @@ def thread_cpu(pid: int) -> dict[int, float]:
 
 @dataclass
 class CpuWindow:
-    """What a worker process (its main thread apart) and the broker used of the
+    """What a worker process, its main thread alone, and the broker used of the
     machine's cores between ``start`` and ``stop``: whether a figure is bound by CPU,
-    and by which thread."""
+    and by which thread. (A thread that ends inside the window is not counted.)"""
 
     worker: int
     broker: int | None

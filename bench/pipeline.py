@@ -231,13 +231,7 @@ def main() -> None:
         }
         for label, per_message in (forms[name] for name in args.forms.split(",")):
             runs: dict[str, list[float]] = {
-                "raw": [],
-                "core": [],
-                "enrich": [],
-                "lake": [],
-                "worker_cores": [],
-                "main_cores": [],
-                "broker_cores": [],
+                key: [] for key in ("raw", "core", "enrich", "lake", *_CPU)
             }
             for i in range(args.repeat):
                 for lake in (False, True):
