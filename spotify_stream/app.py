@@ -170,7 +170,7 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
 
     @panes.table.on_recover
     async def _panes_recovered() -> None:
-        windows.recover(app.active_partitions(pipeline.internal(topics.CONTRIBUTIONS)))
+        windows.recover()
 
     def source(*names: str) -> faust.TopicT:
         return app.topic(*names, schema=RAW)

@@ -134,6 +134,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds of event time a window stays open after its end for late plays",
     )
+    max_clock_skew: float = Field(
+        300,
+        ge=0,
+        description="Seconds a play's event time may be ahead of its Kafka message timestamp; "
+        "a play further ahead is dead-lettered (future_event_time)",
+    )
     worker_batch: int = Field(
         2000, ge=1, description="Most messages an agent takes from Kafka per processing step"
     )

@@ -10,13 +10,16 @@ class Topic:
     name: str
     record: str  # Avro record name in spotify_stream/models/schemas
     key: str | None  # field of the record that is the message key; None: composed (see schema)
+    #: a field of event time that may not be ahead of the message's timestamp by more than
+    #: ``max_clock_skew`` (``validation``): it moves the popularity windows' clocks
+    event_time: str | None = None
 
 
 ARTISTS = Topic("spotify.artists", "Artist", "artist_id")
 ALBUMS = Topic("spotify.albums", "Album", "album_id")
 TRACKS = Topic("spotify.tracks", "Track", "track_id")
 AUDIO_FEATURES = Topic("spotify.audio-features", "AudioFeatures", "track_id")
-PLAYS = Topic("spotify.plays", "Play", "user_id")
+PLAYS = Topic("spotify.plays", "Play", "user_id", event_time="played_at")
 DEADLETTER = Topic("spotify.deadletter", "DeadLetter", None)  # file:line or topic:partition:offset
 
 ENRICHED = Topic("spotify.tracks.enriched", "EnrichedTrack", "track_id")
@@ -27,6 +30,7 @@ CLUSTERS = Topic("spotify.clusters", "ClusterProfile", None)  # model_version:cl
 INPUTS = (ARTISTS, ALBUMS, TRACKS, AUDIO_FEATURES, PLAYS, DEADLETTER)
 #: Every public topic.
 ALL = (*INPUTS, ENRICHED, POPULARITY, CLUSTERS)
+BY_NAME = {topic.name: topic for topic in ALL}
 
 
 #: Worker-internal topics: join retries and the two popularity repartitions.

@@ -22,17 +22,13 @@ from faust.types import EventT, StreamT
 from spotify_stream import topics
 from spotify_stream.ingest.catalog import dead_letter
 from spotify_stream.ingest.reasons import Reason
-from spotify_stream.kafka import (
-    PartitionedSender,
-    ensure_worker_topics,
-    partition_for,
-    start_producer,
-)
+from spotify_stream.kafka import PartitionedSender, ensure_worker_topics, start_producer
 from spotify_stream.models import codec_for
 from spotify_stream.models.codec import DecodeError, encoded_records_in
 from spotify_stream.settings import Settings
 from spotify_stream.stats import Stats
 from spotify_stream.tables.partitioned import PartitionedTable
+from spotify_stream.validation import Rules
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +44,7 @@ class Pipeline:
         self.tables: list[PartitionedTable] = []
         self._deadletter = codec_for(topics.DEADLETTER.record)
         self._queued_dead_letters: list[tuple[bytes, Record]] = []
+        self._rules: dict[tuple[str, str, str], Rules] = {}
 
     def internal(self, name: str) -> str:
         return topics.internal(self.settings.app_id, name)
@@ -122,11 +119,10 @@ class Pipeline:
         as_written: bool = False,
         fields: Sequence[str] | None = None,
     ) -> list[tuple[Record, bytes]]:
-        """The valid records of one message, each with its own encoding; the others go
-        to the dead-letter topic.
+        """The valid records of one message (``validation.Rules``), each with its own
+        encoding; the others, and the items of a ``Batch`` that do not decode, go to
+        the dead-letter topic (the good items of a ``Batch`` are kept).
 
-        Valid: decodable, of the topic's record type, with an id, and in the
-        partition its id hashes to (co-partitioned joins depend on it).
         ``as_written``: logical types as Avro values (see ``AvroCodec``);
         ``fields``: the fields the caller reads (``encoded_records_in``), with
         ``key_field``.
@@ -134,43 +130,51 @@ class Pipeline:
         message = event.message
         value = message.value or b""
         try:
-            decoded = encoded_records_in(value, as_written, fields)
+            decoded, undecodable = encoded_records_in(value, as_written, fields)
         except DecodeError as exc:
             self.stats.consumed(message.topic, message.partition, message.offset, 0)
             self.dead_letter(event, Reason.UNDECODABLE, str(exc))
             return []
         self.stats.consumed(message.topic, message.partition, message.offset, len(decoded))
+        for item, reason in undecodable:
+            self.dead_letter(event, Reason.UNDECODABLE, f"an item of a Batch: {reason}", item)
+        rules = self.rules(message.topic, expected, key_field)
+        timestamp = round(message.timestamp * 1000) if message.timestamp is not None else None
         good = []
-        partitions = self.sender.partitions.get(message.topic) if self.sender else None
         for name, record, encoded in decoded:
-            if name != expected:
-                self.dead_letter(
-                    event, Reason.WRONG_RECORD_TYPE, f"a {name} on a topic of {expected}"
-                )
-                continue
-            key = record.get(key_field)
-            if not key:
-                self.dead_letter(event, Reason.MISSING_ID, f"{key_field} is empty")
-                continue
-            if partitions and partition_for(key.encode(), partitions) != message.partition:
-                self.dead_letter(
-                    event,
-                    Reason.MISROUTED,
-                    f"{key_field}={key} belongs in partition "
-                    f"{partition_for(key.encode(), partitions)}, not {message.partition}",
-                )
-                continue
-            good.append((record, encoded))
+            problem = rules.broken(name, record, message.partition, timestamp)
+            if problem is None:
+                good.append((record, encoded))
+            else:
+                self.dead_letter(event, *problem, encoded if encoded is not value else None)
         return good
 
-    def dead_letter(self, event: EventT, reason: Reason, detail: str) -> None:
-        """Queue a dead letter for ``event``'s message (sent with the next commit point)."""
+    def rules(self, topic: str, record: str, key_field: str) -> Rules:
+        """The rules of records of type ``record`` keyed by ``key_field`` on ``topic``."""
+        rules = self._rules.get((topic, record, key_field))
+        if rules is None:
+            public = topics.BY_NAME.get(topic)
+            event_time = public.event_time if public and public.record == record else None
+            rules = self._rules[topic, record, key_field] = Rules(
+                record,
+                key_field,
+                self.sender.partitions.get(topic) if self.sender else None,
+                event_time,
+                round(self.settings.max_clock_skew * 1000),
+            )
+        return rules
+
+    def dead_letter(
+        self, event: EventT, reason: Reason, detail: str, raw: bytes | None = None
+    ) -> None:
+        """Queue a dead letter for ``event``'s message, or for ``raw``, one record of it
+        (sent with the next commit point)."""
         message = event.message
         record = dead_letter(
             reason,
             detail,
             message.topic,
-            message.value or b"",
+            message.value or b"" if raw is None else raw,
             self.settings.deadletter_max_raw_bytes,
             partition=message.partition,
             offset=message.offset,

@@ -30,11 +30,11 @@ from spotify_stream.models import codec_for
 from spotify_stream.models.codec import millis
 from spotify_stream.tables import sketch
 from spotify_stream.tables.partitioned import PartitionedTable
-from spotify_stream.tables.windows import Aggregate, WindowSpec, pane_size
+from spotify_stream.tables.windows import Aggregate, WindowClock, WindowSpec, pane_size
 
 log = logging.getLogger(__name__)
 
-_CLOSED_THROUGH = b"\x00closed_through"  # per-partition marker in the panes table
+_CLOCK = b"\x00clock"  # per partition in the panes table: its WindowClock
 
 
 async def repartition_plays(pipeline: Pipeline, plays: Iterable[dict[str, Any]]) -> None:
@@ -79,9 +79,10 @@ async def attribute_plays(
 class PopularityWindows:
     """Step 3: panes per key, closed windows out to ``spotify.popularity``.
 
-    The watermark is the latest play time this worker has seen minus
-    ``window_grace``. A contribution older than the last closed window end is
-    late: counted (``late_plays``), not added.
+    Each partition has its own event time (``WindowClock``), stored in the panes
+    table beside its panes and written with them: a contribution older than the
+    partition's last closed window end is late (``late_contributions``, not
+    added), and a replay after a crash skips the offsets the state holds.
     """
 
     def __init__(
@@ -93,66 +94,77 @@ class PopularityWindows:
         self.pane_ms = pane_size(specs)
         self.grace_ms = int(pipeline.settings.window_grace * 1000)
         self.longest_ms = max(spec.size_ms for spec in specs)
-        self.topic = pipeline.internal(topics.CONTRIBUTIONS)
-        self.by_pane: defaultdict[int, set[tuple[int, str]]] = defaultdict(set)
-        self.closed_through: int | None = None
-        self.latest = 0
-        self.partitions: set[int] = set()
+        self.clocks: dict[int, WindowClock] = {}
+        self.by_pane: dict[int, defaultdict[int, set[str]]] = {}  # partition -> pane -> entities
         self._codec = codec_for(topics.POPULARITY.record)
 
     async def handle(self, events: Iterable[EventT]) -> None:
         stats = self.pipeline.stats
         touched: dict[tuple[int, bytes], Aggregate] = {}
+        changed: set[int] = set()
         for event in events:
             message = event.message
-            stats.consumed(message.topic, message.partition, message.offset)
+            partition = message.partition
+            stats.consumed(message.topic, partition, message.offset)
+            clock = self._clock(partition)
+            if message.offset < clock.next_offset:  # replayed: the state holds it
+                continue
+            clock.next_offset = message.offset + 1
+            changed.add(partition)
             try:
                 played_at, user, skipped, popularity = json.loads(message.value)
                 entity = message.key.decode()
             except (ValueError, TypeError, AttributeError) as exc:
                 self.pipeline.dead_letter(event, Reason.UNDECODABLE, f"bad contribution: {exc}")
                 continue
-            if self.closed_through is not None and played_at < self.closed_through:
-                stats.events["late_plays"] += 1
+            if not clock.accepts(played_at):
+                stats.events["late_contributions"] += 1
                 continue
             pane = played_at - played_at % self.pane_ms
-            slot = (message.partition, f"{entity}|{pane}".encode())
+            slot = (partition, f"{entity}|{pane}".encode())
             aggregate = touched.get(slot)
             if aggregate is None:
                 raw = self.panes.get(*slot)
                 aggregate = touched[slot] = Aggregate.loads(raw) if raw else Aggregate()
             aggregate.add(sketch.listener_hash(user), bool(skipped), popularity)
-            self.by_pane[pane].add((message.partition, entity))
-            self.latest = max(self.latest, played_at)
+            self.by_pane[partition][pane].add(entity)
         for (partition, key), aggregate in touched.items():
             await self.panes.put(partition, key, aggregate.dumps())
-        await self.close_windows()
+        for partition in sorted(changed):
+            await self.close_windows(partition)
 
-    async def close_windows(self) -> None:
-        watermark = self.latest - self.grace_ms
-        if not self.by_pane:
-            return
-        after = self.closed_through
-        if after is None:
-            after = min(self.by_pane) - 1  # nothing closed yet: start at the oldest pane
-        if watermark <= after:
-            return
-        for spec in self.specs:
-            for end in spec.ends_between(after, watermark):
-                await self._emit(spec, end - spec.size_ms, end)
-        self.closed_through = watermark
-        for partition in self.partitions:
-            await self.panes.put(partition, _CLOSED_THROUGH, str(watermark).encode())
-        # Panes no window still open can reach.
-        for pane in [p for p in self.by_pane if p + self.pane_ms <= watermark - self.longest_ms]:
-            for partition, entity in self.by_pane.pop(pane):
-                await self.panes.put(partition, f"{entity}|{pane}".encode(), None)
+    def _clock(self, partition: int) -> WindowClock:
+        """The partition's clock and pane index, read from the table on first use."""
+        clock = self.clocks.get(partition)
+        if clock is None:
+            clock = self.clocks[partition] = WindowClock(self.specs, self.grace_ms)
+            index = self.by_pane[partition] = defaultdict(set)
+            for key, value in self.panes.items([partition]):
+                if key == _CLOCK:
+                    clock.load(value)
+                elif not key.startswith(b"\x00"):
+                    entity, pane = key.decode().rsplit("|", 1)
+                    index[int(pane)].add(entity)
+        return clock
 
-    async def _emit(self, spec: WindowSpec, start: int, end: int) -> None:
-        keys: set[tuple[int, str]] = set()
+    async def close_windows(self, partition: int) -> None:
+        """Emit the windows of ``partition`` that closed, drop the panes no open window
+        reaches, and store the clock with them."""
+        clock, index = self.clocks[partition], self.by_pane[partition]
+        for spec, end in clock.due(index, self.pane_ms):
+            await self._emit(partition, spec, end - spec.size_ms, end)
+        if clock.emitted is not None:
+            for pane in [p for p in index if p + self.longest_ms <= clock.emitted]:
+                for entity in index.pop(pane):
+                    await self.panes.put(partition, f"{entity}|{pane}".encode(), None)
+        await self.panes.put(partition, _CLOCK, clock.dumps())
+
+    async def _emit(self, partition: int, spec: WindowSpec, start: int, end: int) -> None:
+        index = self.by_pane[partition]
+        entities: set[str] = set()
         for pane in range(start, end, self.pane_ms):
-            keys |= self.by_pane.get(pane, set())
-        for partition, entity in sorted(keys):
+            entities |= index.get(pane, set())
+        for entity in sorted(entities):
             total = Aggregate()
             for pane in range(start, end, self.pane_ms):
                 raw = self.panes.get(partition, f"{entity}|{pane}".encode())
@@ -172,17 +184,8 @@ class PopularityWindows:
             )
             self.pipeline.stats.events["windows_emitted"] += 1
 
-    def recover(self, partitions: set[int]) -> None:
-        """Rebuild the pane index and the closed-through mark from the recovered table."""
-        self.partitions = partitions
+    def recover(self) -> None:
+        """Forget what was read of the table (recovered anew): each partition's clock
+        and pane index are read again on first use."""
+        self.clocks.clear()
         self.by_pane.clear()
-        marks = []
-        for partition in partitions:
-            for key, value in self.panes.items([partition]):
-                if key == _CLOSED_THROUGH:
-                    marks.append(int(value))
-                    continue
-                entity, pane = key.decode().rsplit("|", 1)
-                self.by_pane[int(pane)].add((partition, entity))
-        self.closed_through = min(marks) if marks else None
-        self.latest = max(self.latest, (self.closed_through or 0) + self.grace_ms)

@@ -21,5 +21,6 @@ class Reason(StrEnum):
     UNDECODABLE = "undecodable"
     WRONG_RECORD_TYPE = "wrong_record_type"
     MISROUTED = "misrouted"
+    FUTURE_EVENT_TIME = "future_event_time"
     # lake sink
     NOT_PARQUET = "not_parquet"

@@ -152,14 +152,18 @@ def items_in(data: bytes) -> list[bytes]:
 
 
 def records_in(data: bytes) -> list[tuple[str, dict[str, Any]]]:
-    """The records of one message: its record, or every record of a ``Batch``."""
-    return [(name, record) for name, record, _ in encoded_records_in(data)]
+    """The records of one message: its record, or every readable record of a ``Batch``
+    (the agent owning the topic dead-letters the others)."""
+    return [(name, record) for name, record, _ in encoded_records_in(data)[0]]
 
 
 def encoded_records_in(
     data: bytes, as_written: bool = False, fields: Sequence[str] | None = None
-) -> list[tuple[str, dict[str, Any], bytes]]:
-    """Like ``records_in``, with each record's own single-object encoding.
+) -> tuple[list[tuple[str, dict[str, Any], bytes]], list[tuple[bytes, str]]]:
+    """Like ``records_in``, with each record's own single-object encoding; and the
+    items of a ``Batch`` that do not decode, each with the reason (a ``Batch`` is
+    read item by item: one bad item costs no other). Raises ``DecodeError`` when
+    the message itself is unreadable.
 
     ``fields``: what the caller reads. Read as one block (a long ``Batch`` of
     the current schema, as written), records hold only these: the dicts are
@@ -167,13 +171,19 @@ def encoded_records_in(
     """
     name, record = decode_any(data, as_written)
     if name != "Batch":
-        return [(name, record, data)]
+        return [(name, record, data)], []
     items = record["records"]
     if as_written and len(items) >= _BLOCK_MIN:
         read = _read_as_block(items, fields)
         if read is not None:
-            return read
-    return [(*decode_any(item, as_written), item) for item in items]
+            return read, []
+    good, bad = [], []
+    for item in items:
+        try:
+            good.append((*decode_any(item, as_written), item))
+        except DecodeError as exc:
+            bad.append((item, str(exc)))
+    return good, bad
 
 
 #: Batches this long or longer are read as one block (``models.block``: 2.8 us a

@@ -3,15 +3,22 @@
 Both windows are built from panes: aggregates over ``pane_ms`` (the greatest
 common divisor of every size and step, 1 h by default), one per key. A
 tumbling 1 h window is one pane; a hopping 24 h window advancing 1 h merges 24
-of them, so a play updates one pane instead of 24 windows. A window
-``[start, end)`` closes when the watermark (the latest play time seen, minus
-the grace period) passes ``end``; it is then emitted once per key.
+of them, so a play updates one pane instead of 24 windows.
+
+Event time is kept per partition (``WindowClock``), as Kafka Streams keeps
+stream time: a window ``[start, end)`` closes when the partition's watermark
+(the newest event time it accepted, minus the grace period) reaches ``end``,
+and is then emitted once per key. A record is late when it is older than the
+end of the last closed window: every window that could hold it is closed.
+The decision depends only on the records before it in the partition, never on
+how they were batched, so a replay after a crash decides the same.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from spotify_stream.errors import UserError
@@ -29,16 +36,17 @@ class WindowSpec:
         """Its size, e.g. ``1h`` or ``24h``: the ``window`` of popularity records and queries."""
         return _duration(self.size_ms)
 
-    def ends_between(self, after_ms: int, upto_ms: int) -> list[int]:
-        """Ends of the windows with ``after_ms < end <= upto_ms`` (windows start at multiples of the step)."""
-        first = math.floor((after_ms - self.size_ms) / self.step_ms) + 1
-        ends = []
-        k = first
-        while (end := k * self.step_ms + self.size_ms) <= upto_ms:
-            if end > after_ms:
-                ends.append(end)
-            k += 1
-        return ends
+    def last_end(self, upto_ms: int) -> int:
+        """End of the last window with ``end <= upto_ms``."""
+        return (upto_ms - self.size_ms) // self.step_ms * self.step_ms + self.size_ms
+
+    def ends_holding(self, pane: int, pane_ms: int, after_ms: int, upto_ms: int) -> range:
+        """Ends of the windows holding the pane ``[pane, pane + pane_ms)``, with
+        ``after_ms < end <= upto_ms``."""
+        low = max(pane + pane_ms, after_ms + 1)
+        high = min(pane + self.size_ms, upto_ms)
+        first = -((self.size_ms - low) // self.step_ms) * self.step_ms + self.size_ms
+        return range(first, high + 1, self.step_ms)
 
 
 def _duration(ms: int) -> str:
@@ -66,6 +74,62 @@ def window_specs(settings: Settings) -> tuple[WindowSpec, ...]:
 
 def pane_size(specs: tuple[WindowSpec, ...]) -> int:
     return math.gcd(*(n for spec in specs for n in (spec.size_ms, spec.step_ms)))
+
+
+@dataclass
+class WindowClock:
+    """Event time of one partition: which records are late, which windows are due.
+
+    ``latest``: the newest event time accepted; ``emitted``: every window
+    ending at or before it has been emitted; ``next_offset``: the first input
+    offset not yet applied (a replay skips what the state already holds).
+    """
+
+    specs: tuple[WindowSpec, ...]
+    grace_ms: int
+    latest: int | None = None
+    emitted: int | None = None
+    next_offset: int = 0
+
+    @property
+    def closed(self) -> int | None:
+        """End of the last closed window; None before the first record."""
+        if self.latest is None:
+            return None
+        watermark = self.latest - self.grace_ms
+        return max(spec.last_end(watermark) for spec in self.specs)
+
+    def accepts(self, event_ms: int) -> bool:
+        """Whether a record of ``event_ms`` may still count (it is not late); if so,
+        it moves the stream time."""
+        closed = self.closed
+        if closed is not None and event_ms < closed:
+            return False
+        if self.latest is None or event_ms > self.latest:
+            self.latest = event_ms
+        return True
+
+    def due(self, panes: Iterable[int], pane_ms: int) -> list[tuple[WindowSpec, int]]:
+        """(spec, end) of every window holding one of ``panes`` that closed since the
+        last call, in order of end; marks them emitted."""
+        closed = self.closed
+        if closed is None or (self.emitted is not None and closed <= self.emitted):
+            return []
+        after = self.emitted if self.emitted is not None else -(1 << 62)
+        windows = {
+            (end, spec.size_ms, spec)
+            for spec in self.specs
+            for pane in panes
+            for end in spec.ends_holding(pane, pane_ms, after, closed)
+        }
+        self.emitted = closed
+        return [(spec, end) for end, _, spec in sorted(windows, key=lambda w: w[:2])]
+
+    def dumps(self) -> bytes:
+        return json.dumps([self.latest, self.emitted, self.next_offset]).encode()
+
+    def load(self, raw: bytes) -> None:
+        self.latest, self.emitted, self.next_offset = json.loads(raw)
 
 
 @dataclass

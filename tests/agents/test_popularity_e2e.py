@@ -25,7 +25,9 @@ PLAYS = [  # user, track, minutes after T0, skipped
     ("u1", "track2", 30, False),
     ("u3", "track1", 70, False),
 ]
-FLUSH = ("u9", "track2", 3 * 24 * 60, False)  # pushes the watermark past every window above
+#: A play of each track pushes the clock of every partition the plays reach past every
+#: window above (event time is kept per partition).
+FLUSH = [("u9", t, 3 * 24 * 60, False) for t in ("track1", "track2")]
 POPULARITY = {"track1": 51, "track2": 52, "artist": 70, "album": 40}
 
 
@@ -40,10 +42,10 @@ def play(user: str, track_id: str, minutes: int, skipped: bool) -> dict:
     }
 
 
-def expected_windows(watermark: int) -> dict[tuple, dict]:
-    """Every closed window per entity, by brute force over the scripted plays."""
+def expected_windows(plays: list[tuple], watermark: int) -> dict[tuple, dict]:
+    """Every closed window per entity, by brute force over the accepted plays."""
     cells = defaultdict(list)
-    for user, track_id, minutes, skipped in PLAYS:
+    for user, track_id, minutes, skipped in plays:
         t = B + minutes * 60_000
         entities = [
             ("track", track_id, POPULARITY[track_id]),
@@ -68,11 +70,7 @@ def expected_windows(watermark: int) -> dict[tuple, dict]:
     }
 
 
-def test_closed_windows_equal_hand_computed_values(fresh_settings, tmp_path):
-    # The watermark is per worker: contributions of one play reach it through
-    # different partitions in any order. A grace longer than the plays' spread
-    # (an hour) keeps every window open until the flush play.
-    settings = fresh_settings.model_copy(update={"window_grace": 7200})
+def send_catalog(settings) -> None:
     catalog = [
         (topics.ARTISTS, artist("a1", "Ann")),
         (topics.ALBUMS, album("al1", "First")),
@@ -80,34 +78,21 @@ def test_closed_windows_equal_hand_computed_values(fresh_settings, tmp_path):
         *((topics.TRACKS, track(n, "al1", "a1")) for n in (1, 2)),
     ]
     asyncio.run(send_records(settings, catalog))
-    with WorkerProcess(settings, tmp_path) as worker:
-        assert wait_for(lambda: len(enriched_by_key(settings)) == 2, 30)
-        asyncio.run(send_records(settings, [(topics.PLAYS, play(*p)) for p in PLAYS]))
-        contributions = topics.internal(settings.app_id, topics.CONTRIBUTIONS)
 
-        def contributed() -> int:
-            entry = worker.get("/pipeline/stats")["topics"].get(contributions, {})
-            return entry.get("messages_in", 0)
 
-        assert wait_for(lambda: contributed() == 5 * len(PLAYS), 30)
-        asyncio.run(send_records(settings, [(topics.PLAYS, play(*FLUSH))]))
-        watermark = B + FLUSH[2] * 60_000 - 7_200_000
-        expected = expected_windows(watermark)
-        codec = codec_for("Popularity")
+def send_plays(settings, plays: list[tuple]) -> None:
+    asyncio.run(send_records(settings, [(topics.PLAYS, play(*p)) for p in plays]))
 
-        def emitted() -> list[dict]:
-            messages = asyncio.run(consume_all(settings, topics.POPULARITY.name))
-            return [codec.decode(m.value) for m in messages]
 
-        records = wait_for(lambda: len(r := emitted()) >= len(expected) and r, 30)
+def windows_emitted(settings, expected: dict) -> dict[tuple, dict]:
+    """The popularity records, once there are as many as expected, by cell (each once)."""
+    codec = codec_for("Popularity")
 
-        def latest_artist_window() -> dict:
-            top = worker.get("/popularity/top?entity=artist&window=1h&n=5")["top"]
-            return top and top[0]["window_end"] == (T0 + dt.timedelta(hours=2)).isoformat() and top
+    def emitted() -> list[dict]:
+        messages = asyncio.run(consume_all(settings, topics.POPULARITY.name))
+        return [codec.decode(m.value) for m in messages]
 
-        top = wait_for(latest_artist_window, 15)
-        stats = worker.get("/pipeline/stats")
-
+    records = wait_for(lambda: len(r := emitted()) >= len(expected) and r, 30) or []
     got = {}
     for r in records:
         cell = (
@@ -121,12 +106,102 @@ def test_closed_windows_equal_hand_computed_values(fresh_settings, tmp_path):
             HOUR if r["window"] == "1h" else 24 * HOUR
         )
         got[cell] = {k: r[k] for k in ("plays", "unique_listeners", "skip_rate", "mean_popularity")}
+    return got
+
+
+def contributed(worker, settings) -> int:
+    contributions = topics.internal(settings.app_id, topics.CONTRIBUTIONS)
+    return worker.topic_stats(contributions).get("messages_in", 0)
+
+
+def contributions_sent(settings) -> int:
+    """Contributions in their topic: what is there is read, per partition, before what
+    is sent next."""
+    contributions = topics.internal(settings.app_id, topics.CONTRIBUTIONS)
+    return len(asyncio.run(consume_all(settings, contributions)))
+
+
+def test_closed_windows_equal_hand_computed_values(fresh_settings, tmp_path):
+    # The plays' partitions are read in any order: a grace longer than their spread (an
+    # hour) keeps every window open until the flush plays.
+    settings = fresh_settings.model_copy(update={"window_grace": 7200})
+    send_catalog(settings)
+    with WorkerProcess(settings, tmp_path) as worker:
+        assert wait_for(lambda: len(enriched_by_key(settings)) == 2, 30)
+        send_plays(settings, PLAYS)
+        assert wait_for(lambda: contributed(worker, settings) == 5 * len(PLAYS), 30)
+        send_plays(settings, FLUSH)
+        expected = expected_windows(PLAYS, B + FLUSH[0][2] * 60_000 - 7_200_000)
+        got = windows_emitted(settings, expected)
+
+        def latest_artist_window() -> dict:
+            top = worker.get("/popularity/top?entity=artist&window=1h&n=5")["top"]
+            return top and top[0]["window_end"] == (T0 + dt.timedelta(hours=2)).isoformat() and top
+
+        top = wait_for(latest_artist_window, 15)
+        stats = worker.get("/pipeline/stats")
+
     assert got == expected
     # 1 h: 6 entities in hour 0, 5 in hour 1; 24 h: 24 windows reach hour 0, one only hour 1.
     assert len(expected) == 6 + 5 + 24 * 6 + 5
-    assert stats["events"].get("late_plays", 0) == 0
+    assert stats["events"].get("late_contributions", 0) == 0
     # The latest closed 1 h window of artists is hour 1: one play by u3.
     assert [(e["entity_id"], e["plays"], e["unique_listeners"]) for e in top] == [("a1", 1, 1)]
+
+
+def test_windows_count_plays_out_of_order_across_a_restart(fresh_settings, tmp_path):
+    """Plays out of order within open windows all count, before and after a restart; a
+    play older than a closed window is late; a play dated ahead is dead-lettered
+    and moves no clock."""
+    settings = fresh_settings
+    send_catalog(settings)
+    h16 = 16 * 60
+    before = [  # newest first, then older ones whose windows are still open
+        *(("u1", "track1", h16 + 35, False) for _ in range(3)),
+        *((f"u{n}", "track1", h16 + 30, n % 2 == 0) for n in range(3)),
+        ("u4", "track2", h16 + 10, False),
+        ("u5", "track2", h16 + 59, True),
+    ]
+    ahead = {**play("u6", "track1", 0, False), "played_at": dt.datetime.now(dt.UTC)}
+    ahead["played_at"] += dt.timedelta(days=3650)
+    after = [  # the clocks stand at most at 16:59 - grace: every window from 16:00 is open
+        ("u7", "track1", h16 + 5, False),
+        ("u2", "track1", h16 + 1, True),
+        ("u1", "track2", h16 + 40, False),
+    ]
+    late = ("u9", "track1", h16 - 10, False)  # the 1 h window ending at 16:00 is closed
+    with WorkerProcess(settings, tmp_path) as worker:
+        assert wait_for(lambda: len(enriched_by_key(settings)) == 2, 30)
+        send_plays(settings, before)
+        asyncio.run(send_records(settings, [(topics.PLAYS, ahead)]))
+        assert wait_for(lambda: contributions_sent(settings) == 5 * len(before), 30)
+        assert wait_for(
+            lambda: worker.get("/pipeline/stats")["dead_letters"].get("future_event_time"), 15
+        )
+        worker.stop()
+        worker.start()
+        send_plays(settings, after)
+        assert wait_for(lambda: contributions_sent(settings) == 5 * len(before + after), 30)
+        send_plays(settings, [late])
+        assert wait_for(
+            lambda: worker.get("/pipeline/stats")["events"].get("late_contributions") == 5, 30
+        ), worker.tail()
+        send_plays(settings, FLUSH)
+        expected = expected_windows(before + after, B + FLUSH[0][2] * 60_000 - 60_000)
+        got = windows_emitted(settings, expected)
+        stats = worker.get("/pipeline/stats")
+
+    assert got == expected
+    assert len({cell for cell in got if cell[2] == "1h"}) == 6  # hour 16: every entity
+    assert stats["events"]["late_contributions"] == 5
+    letters = [
+        codec_for("DeadLetter").decode(m.value)
+        for m in asyncio.run(consume_all(settings, topics.DEADLETTER.name))
+    ]
+    assert [(d["reason"], d["source"]) for d in letters] == [
+        ("future_event_time", topics.PLAYS.name)
+    ]
+    assert codec_for("Play").decode(letters[0]["raw"])["user_id"] == "u6"
 
 
 def test_popularity_top_rejects_bad_parameters(fresh_settings, tmp_path):

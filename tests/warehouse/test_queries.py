@@ -109,7 +109,7 @@ def lake(generated, tmp_path_factory):
                 return landed and seen[-3:] == [out] * 3
 
             assert wait_for(settled, 60, interval=0.5)
-            assert worker.get("/pipeline/stats")["events"].get("late_plays", 0) == 0
+            assert worker.get("/pipeline/stats")["events"].get("late_contributions", 0) == 0
             assert wait_for(
                 lambda: worker.get("/pipeline/stats")["lake"]["plays"]["read"] >= len(plays), 60
             )
