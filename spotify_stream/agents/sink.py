@@ -20,13 +20,14 @@ partition while the sink holds ``sink_max_memory`` message bytes or more,
 and resumes by itself once the flushes land. On a clean stop the sink writes
 what it holds and commits it.
 
-Messages without a readable header, or holding another record type, are
-dead-lettered by the agents that own the topic (or cannot exist: our own
-outputs); the sink counts and skips them. Records the lake cannot hold (a
-body that does not decode, a record not fitting the Parquet schema, an event
-time outside the years of the ``dt=`` folders) are dead-lettered here, with
-reason ``not_parquet``: a corrupt body on an input topic gets a letter from
-its agent too.
+The lake holds exactly the records the agents process: messages without a
+readable header or of another record type, and records of an input topic
+that do not decode or break its rules (``validation.Rules``: an empty id, a
+wrong partition, a play dated ahead), are dead-lettered by the agents that
+own the topic; the sink counts them as ``skipped`` and lands none. Records
+the lake cannot hold (a record not fitting the Parquet schema, an event time
+outside the years of the ``dt=`` folders, a body of our own outputs that
+does not decode) are dead-lettered here, with reason ``not_parquet``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from spotify_stream.sink.buffer import Flush, Limits, PartitionBuffer
 from spotify_stream.sink.datasets import Dataset
 from spotify_stream.sink.objects import CURATED, flushes_after
 from spotify_stream.sink.writer import LakeWriter
+from spotify_stream.validation import Rules
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +154,7 @@ class LakeSink:
             if items and buffer.cut_before(offset):
                 self._flush(buffer)
             for item in items:
-                buffer.add(offset, item, now)
+                buffer.add(offset, item, now, message.timestamp)
             read += len(items)
             if buffer.due(now):
                 self._flush(buffer)
@@ -246,7 +248,7 @@ class LakeSink:
         started = time.monotonic()
         try:
             written = await self.writer.write(
-                flush, self.dataset.topic.record, self.dataset.event_time
+                flush, self.dataset.topic.record, self.dataset.event_time, self._rules()
             )
             for item, reason in written.rejected:
                 self._dead_letter(flush.partition, item, reason)
@@ -262,9 +264,18 @@ class LakeSink:
         self.stats["rows"] += written.rows
         self.stats["bytes"] += written.bytes
         self.stats["rejected"] += len(written.rejected)
+        self.stats["skipped"] += written.skipped
         self.stats["flushes"] += 1
         self.stats["last_flush_at"] = time.time()
         self.stats["last_flush_seconds"] = round(time.monotonic() - started, 3)
+
+    def _rules(self) -> Rules | None:
+        """The rules of an input topic (its agents letter what breaks them); None for
+        our own outputs."""
+        topic = self.dataset.topic
+        if topic not in topics.INPUTS or topic.key is None:
+            return None
+        return self.pipeline.rules(topic.name, topic.record, topic.key)
 
     def _failed(self, what: str, exc: Exception) -> None:
         self.stats["failures"] += 1

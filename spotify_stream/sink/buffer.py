@@ -26,7 +26,8 @@ class Limits:
 
 @dataclass
 class Flush:
-    """Every record of the offset range ``first``..``last``, encoded as it came."""
+    """Every record of the offset range ``first``..``last``, encoded as it came, with
+    the Kafka timestamp of its message (ms; None when the message had none)."""
 
     dataset: str
     partition: int
@@ -34,6 +35,7 @@ class Flush:
     last: int
     items: list[bytes]
     bytes: int
+    timestamps: list[int | None]
 
 
 @dataclass
@@ -43,6 +45,7 @@ class PartitionBuffer:
     limits: Limits
     replay: deque[tuple[int, int]] = field(default_factory=deque)
     _items: list[bytes] = field(default_factory=list)
+    _timestamps: list[int | None] = field(default_factory=list)
     _first: int | None = None
     _last: int = -1
     _bytes: int = 0
@@ -73,12 +76,14 @@ class PartitionBuffer:
         (it would cross the end of a replayed range)."""
         return self._first is not None and bool(self.replay) and offset > self.replay[0][1]
 
-    def add(self, offset: int, item: bytes, now: float) -> None:
-        """Hold ``item``, one single-object encoded record of the message at ``offset``."""
+    def add(self, offset: int, item: bytes, now: float, timestamp: int | None = None) -> None:
+        """Hold ``item``, one single-object encoded record of the message at ``offset``
+        (of Kafka timestamp ``timestamp``, in ms)."""
         if self._first is None:
             self._first, self._opened_at = offset, now
         self._last = offset
         self._items.append(item)
+        self._timestamps.append(timestamp)
         self._bytes += len(item)
 
     @property
@@ -107,7 +112,9 @@ class PartitionBuffer:
         first, last = self._first, self._last
         if self.replay:  # ``cut_before`` kept the buffer inside the replayed range
             first, last = self.replay.popleft()  # so: the same name as before the crash
-        flush = Flush(self.dataset, self.partition, first, last, self._items, self._bytes)
-        self._items = []
+        flush = Flush(
+            self.dataset, self.partition, first, last, self._items, self._bytes, self._timestamps
+        )
+        self._items, self._timestamps = [], []
         self._first, self._last, self._bytes = None, -1, 0
         return flush

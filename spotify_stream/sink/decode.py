@@ -30,7 +30,8 @@ from spotify_stream.sink.parquet import schema_of, to_table
 class Decoded:
     table: pa.Table
     rows: list[int]  # index in the input of each row of ``table``
-    failed: list[tuple[int, str]] = field(default_factory=list)  # (index, reason)
+    failed: list[tuple[int, str]] = field(default_factory=list)  # (index, reason): misfits
+    undecodable: list[tuple[int, str]] = field(default_factory=list)  # (index, reason)
 
 
 def decode(items: Sequence[bytes], record: str) -> Decoded:
@@ -50,7 +51,10 @@ def decode(items: Sequence[bytes], record: str) -> Decoded:
     if decoded is None:
         return rest
     return Decoded(
-        pa.concat_tables([decoded.table, rest.table]), decoded.rows + rest.rows, rest.failed
+        pa.concat_tables([decoded.table, rest.table]),
+        decoded.rows + rest.rows,
+        rest.failed,
+        rest.undecodable,
     )
 
 
@@ -67,17 +71,17 @@ def _read_block(items: list[bytes], record: str) -> pa.Table:
 
 def _one_by_one(items: Sequence[bytes], indices: Sequence[int], record: str) -> Decoded:
     codec = codec_for(record)
-    records, rows, failed = [], [], []
+    records, rows, undecodable = [], [], []
     for index in indices:
         try:
             records.append(codec.decode(items[index]))
             rows.append(index)
         except DecodeError as exc:
-            failed.append((index, str(exc)))
+            undecodable.append((index, str(exc)))
     table, misfits = to_table(records, schema_of(record))
     unfit = {position for position, _ in misfits}
-    failed += [(rows[position], reason) for position, reason in misfits]
-    return Decoded(table, [r for p, r in enumerate(rows) if p not in unfit], failed)
+    failed = [(rows[position], reason) for position, reason in misfits]
+    return Decoded(table, [r for p, r in enumerate(rows) if p not in unfit], failed, undecodable)
 
 
 def _convert(array: pa.Array, avro_type: Any, target: pa.DataType) -> pa.Array:

@@ -1,9 +1,12 @@
 """Writes a flush to the lake: one Parquet object per hour of event time.
 
 Decoding, the split by hour and Parquet encoding run in a thread (the decoder
-and the encoder release the GIL). Records that do not decode, do not fit the
-dataset's Arrow schema or have an event time no ``dt=`` folder can hold are
-left out and returned with the reason, for the dead-letter topic. The flush
+and the encoder release the GIL). Records of an input topic that break its
+rules (``validation``) or do not decode are skipped: their agents dead-letter
+them, and the lake holds exactly what the stream processes. Records that do
+not fit the dataset's Arrow schema or have an event time no ``dt=`` folder
+can hold (and, on our own outputs, records that do not decode) are left out
+and returned with the reason, for the dead-letter topic. The flush
 is durable when ``write`` returns; only then may its offsets be acknowledged.
 """
 
@@ -12,11 +15,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+
 from spotify_stream.sink.buffer import Flush
 from spotify_stream.sink.decode import decode
 from spotify_stream.sink.objects import ObjectName, by_hour
 from spotify_stream.sink.parquet import encode
 from spotify_stream.sink.storage import Storage
+from spotify_stream.validation import Rules
 
 
 @dataclass
@@ -25,6 +31,7 @@ class Written:
     rows: int = 0
     bytes: int = 0
     rejected: list[tuple[bytes, str]] = field(default_factory=list)  # (item, reason)
+    skipped: int = 0  # records the agents dead-letter (``validation.Rules``): not landed
 
 
 class LakeWriter:
@@ -32,10 +39,18 @@ class LakeWriter:
         self.storage = storage
         self.row_group_rows = row_group_rows
 
-    async def write(self, flush: Flush, record: str, event_time: str) -> Written:
-        """Write ``flush`` of Avro ``record``\\ s (e.g. ``"Play"``), in hours of ``event_time``."""
-        objects, rejected = await asyncio.to_thread(self._encode, flush, record, event_time)
-        written = Written(rejected=rejected)
+    async def write(
+        self, flush: Flush, record: str, event_time: str, rules: Rules | None = None
+    ) -> Written:
+        """Write ``flush`` of Avro ``record``\\ s (e.g. ``"Play"``), in hours of ``event_time``.
+
+        ``rules``: those of an input topic, whose agents dead-letter what breaks them
+        or does not decode; such records are skipped, not landed nor lettered again.
+        """
+        objects, rejected, skipped = await asyncio.to_thread(
+            self._encode, flush, record, event_time, rules
+        )
+        written = Written(rejected=rejected, skipped=skipped)
         for name, data, rows in objects:
             await self.storage.put(name.key, data)
             written.keys.append(name.key)
@@ -44,11 +59,29 @@ class LakeWriter:
         return written
 
     def _encode(
-        self, flush: Flush, record: str, event_time: str
-    ) -> tuple[list[tuple[ObjectName, bytes, int]], list[tuple[bytes, str]]]:
+        self, flush: Flush, record: str, event_time: str, rules: Rules | None
+    ) -> tuple[list[tuple[ObjectName, bytes, int]], list[tuple[bytes, str]], int]:
         decoded = decode(flush.items, record)
-        hours, outside = by_hour(decoded.table, event_time)
-        failed = decoded.failed + [(decoded.rows[row], reason) for row, reason in outside]
+        table, rows, failed, skipped = decoded.table, decoded.rows, decoded.failed, 0
+        if rules is None:  # our own output: a record that does not decode is a bug
+            failed = failed + decoded.undecodable
+        else:
+            skipped = len(decoded.undecodable)
+            broken = rules.broken_rows(
+                table.column(rules.key_field).to_pylist(),
+                table.column(rules.event_time).cast(pa.int64()).to_pylist()
+                if rules.event_time
+                else None,
+                flush.partition,
+                [flush.timestamps[row] for row in rows],
+            )
+            if broken:
+                keep = [row not in broken for row in range(table.num_rows)]
+                table = table.filter(pa.array(keep))
+                rows = [row for row, kept in zip(rows, keep, strict=True) if kept]
+                skipped += len(broken)
+        hours, outside = by_hour(table, event_time)
+        failed = failed + [(rows[row], reason) for row, reason in outside]
         objects = [
             (
                 ObjectName(flush.dataset, flush.partition, flush.first, flush.last, hour),
@@ -57,4 +90,5 @@ class LakeWriter:
             )
             for hour, table in hours
         ]
-        return objects, [(flush.items[index], reason) for index, reason in sorted(failed)]
+        rejected = [(flush.items[index], reason) for index, reason in sorted(failed)]
+        return objects, rejected, skipped

@@ -1,4 +1,4 @@
-"""Bad input to the lake: a record no Parquet folder can hold goes to the dead-letter topic,
+"""Bad input to the lake: a play the agents reject gets one dead letter and no lake row,
 and a lake the worker cannot write stops it at start with one line."""
 
 from __future__ import annotations
@@ -20,30 +20,37 @@ from tests.test_cli import run
 pytestmark = pytest.mark.slow
 
 
-def test_a_play_the_lake_cannot_hold_is_dead_lettered_and_the_rest_land(fresh_settings, tmp_path):
+def test_a_play_the_agents_reject_gets_one_letter_and_no_lake_row(fresh_settings, tmp_path):
     settings = fresh_settings.model_copy(
         update={"lake": f"file://{tmp_path}/lake", "flush_seconds": 0.5}
     )
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     good = [{**p, "played_at": now + dt.timedelta(seconds=i)} for i, p in enumerate(plays(200))]
     # A producer that wrote microseconds: a valid Avro long, the year 56,000 in ms.
+    # The agent cannot make it a datetime: undecodable.
     bad = {**good[0], "user_id": "u-bad", "played_at": int(now.timestamp() * 1_000_000)}
-    asyncio.run(
-        send_records(settings, [(topics.PLAYS, p) for p in [*good[:100], bad, *good[100:]]])
-    )
-    with WorkerProcess(settings, tmp_path):
+    ahead = {**good[1], "user_id": "u-ahead", "played_at": now + dt.timedelta(days=3650)}
+    sent = [*good[:100], bad, *good[100:150], ahead, *good[150:]]
+    asyncio.run(send_records(settings, [(topics.PLAYS, p) for p in sent]))
+    with WorkerProcess(settings, tmp_path) as worker:
         assert wait_for(lambda: len(lake_rows(settings, "plays")) >= len(good), 60)
+        assert wait_for(lambda: worker.get("/pipeline/stats")["lake"]["plays"]["skipped"] == 2, 30)
 
         def letters():
             messages = asyncio.run(consume_all(settings, topics.DEADLETTER.name))
-            decoded = [codec_for("DeadLetter").decode(m.value) for m in messages]
-            return [d for d in decoded if d["reason"] == "not_parquet"]
+            return [codec_for("DeadLetter").decode(m.value) for m in messages]
 
-        (letter,) = wait_for(letters, 30)
+        got = wait_for(lambda: len(d := letters()) >= 2 and d, 30)
+        stats = worker.get("/pipeline/stats")
     assert multiset(lake_rows(settings, "plays")) == multiset(good)
-    assert letter["source"] == topics.PLAYS.name
-    assert "played_at" in letter["detail"] and "outside the years 1-9999" in letter["detail"]
-    assert codec_for("Play").decode(letter["raw"], as_written=True)["user_id"] == "u-bad"
+    assert sorted(
+        (d["source"], d["reason"], codec_for("Play").decode(d["raw"], as_written=True)["user_id"])
+        for d in got
+    ) == [
+        (topics.PLAYS.name, "future_event_time", "u-ahead"),
+        (topics.PLAYS.name, "undecodable", "u-bad"),
+    ]
+    assert stats["lake"]["plays"]["skipped"] == 2 and stats["lake"]["plays"]["rejected"] == 0
     # every object is whole Parquet: DuckDB reads the lake
     count = duckdb.sql(
         f"select count(*) from read_parquet('{tmp_path}/lake/curated/plays/*/*/*.parquet')"

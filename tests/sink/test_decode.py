@@ -61,7 +61,7 @@ def reference(items: list[bytes], record: str) -> list[dict]:
 def test_the_block_decoder_agrees_with_fastavro(record):
     items = encoded(record, 400)
     decoded = decode(items, record)
-    assert decoded.failed == [] and decoded.rows == list(range(400))
+    assert decoded.failed == decoded.undecodable == [] and decoded.rows == list(range(400))
     assert decoded.table.schema == schema_of(record)
     assert decoded.table.to_pylist() == reference(items, record)
 
@@ -70,8 +70,9 @@ def test_a_body_with_bytes_left_over_is_named_and_the_rest_kept():
     items = encoded("Play", 50)
     items[20] += b"\x02\x04"  # a second, shorter record glued on
     decoded = decode(items, "Play")
-    assert [index for index, _ in decoded.failed] == [20]
-    assert "bytes after the record" in decoded.failed[0][1]
+    assert decoded.failed == []
+    assert [index for index, _ in decoded.undecodable] == [20]
+    assert "bytes after the record" in decoded.undecodable[0][1]
     good = items[:20] + items[21:]
     assert decoded.rows == [i for i in range(50) if i != 20]
     assert decoded.table.to_pylist() == reference(good, "Play")
@@ -81,7 +82,7 @@ def test_the_last_body_with_bytes_left_over_is_caught_too():
     items = encoded("Artist", 10)
     items[-1] += b"\x00"
     decoded = decode(items, "Artist")
-    assert [index for index, _ in decoded.failed] == [9]
+    assert [index for index, _ in decoded.undecodable] == [9]
     assert decoded.table.num_rows == 9
 
 

@@ -66,3 +66,42 @@ async def test_the_same_flush_lands_in_s3(moto_endpoint, aws_env, flush):
         assert written.bytes == sum([len(await storage.get(k)) for k in written.keys])
     finally:
         await storage.close()
+
+
+async def test_records_the_agents_reject_are_skipped_not_landed(tmp_path):
+    """The writer applies the agents' rules (``validation.Rules``) to an input topic: what
+    they dead-letter is neither landed nor lettered again."""
+    from spotify_stream.kafka import partition_for
+    from spotify_stream.validation import Rules
+
+    rules = Rules("Play", "user_id", partitions=4, event_time="played_at", max_ahead_ms=300_000)
+    records = plays(40)
+    home = partition_for(records[0]["user_id"].encode(), 4)
+    mine = [r for r in records if partition_for(r["user_id"].encode(), 4) == home]
+    theirs = next(r for r in records if partition_for(r["user_id"].encode(), 4) != home)
+    stamp = int(mine[0]["played_at"].timestamp() * 1000)  # the producer's clock
+    ahead = {**mine[0], "played_at": stamp + 300_001}
+    sent = [
+        *((codec_for("Play").encode(r), stamp) for r in mine),
+        (codec_for("Play").encode({**mine[0], "user_id": ""}), stamp),  # missing id
+        (codec_for("Play").encode(theirs), stamp),  # misrouted
+        (codec_for("Play").encode(ahead), stamp),  # future
+        (codec_for("Play").encode(ahead), None),  # no timestamp: not checked
+        (codec_for("Play").encode(mine[1])[:-2], stamp),  # cut short
+    ]
+    buffer = PartitionBuffer("plays", home, Limits(60, max_rows=10_000, max_bytes=1 << 30))
+    for offset, (item, timestamp) in enumerate(sent):
+        buffer.add(offset, item, 0.0, timestamp)
+    flush = buffer.take()
+    storage = storage_for(Settings(lake=f"file://{tmp_path}/lake", _env_file=None))
+    written = await LakeWriter(storage, 1000).write(flush, "Play", "played_at", rules)
+    assert (written.rows, written.skipped, written.rejected) == (len(mine) + 1, 4, [])
+    landed = duckdb.sql(
+        f"select user_id, epoch_ms(played_at) from read_parquet('{tmp_path}/lake/curated/plays/"
+        "*/*/*.parquet') order by all"
+    ).fetchall()
+    expected = [(r["user_id"], int(r["played_at"].timestamp() * 1000)) for r in mine]
+    assert landed == sorted([*expected, (ahead["user_id"], ahead["played_at"])])
+    # our own outputs have no rules: a body that does not decode is a letter
+    bad = await LakeWriter(storage, 1000).write(flush, "Play", "played_at")
+    assert [item for item, _ in bad.rejected] == [sent[-1][0]] and bad.skipped == 0
