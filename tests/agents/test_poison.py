@@ -225,9 +225,7 @@ def test_each_poison_kind_gets_one_letter_and_the_lake_holds_only_what_agents_ac
         )
         by_track = topics.internal(settings.app_id, topics.PLAYS_BY_TRACK)
         forwarded = wait_for(
-            lambda: (
-                len(m := asyncio.run(consume_all(settings, by_track))) >= len(accepted) and m
-            ),
+            lambda: len(m := asyncio.run(consume_all(settings, by_track))) >= len(accepted) and m,
             30,
         )
         known = {
