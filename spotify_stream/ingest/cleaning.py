@@ -9,7 +9,6 @@ clipped, so the dead-letter topic shows what the source really held.
 
 from __future__ import annotations
 
-import ast
 import datetime as dt
 import math
 import re
@@ -55,21 +54,42 @@ def required_id(row: Row, column: str) -> str:
     return value
 
 
-def integer(row: Row, column: str) -> int | None:
+#: The largest magnitude of each Avro integer type (the field's type in ``models/schemas``).
+_AVRO_INTEGERS = {"int": 1 << 31, "long": 1 << 63}
+
+
+def integer(row: Row, column: str, avro: str = "long") -> int | None:
+    """A whole number that fits the Avro type ``avro`` (``int`` or ``long``)."""
     value = text(row, column)
     if value is None:
         return None
     try:
-        return int(value)
-    except ValueError:
-        pass
+        number = int(value)
+    except ValueError:  # also for more than 4,300 digits
+        number = _whole(value, column)
+    limit = _AVRO_INTEGERS[avro]
+    if not -limit <= number < limit:
+        raise Rejected(
+            Reason.BAD_VALUE, f"{_cut(value, column)} is outside the range of an Avro {avro}"
+        )
+    return number
+
+
+def _whole(value: str, column: str) -> int:
+    """``12.0`` or ``1e3`` as an int."""
     try:
         number = float(value)
     except ValueError:
-        raise Rejected(Reason.BAD_VALUE, f"{column}={value!r} is not a number") from None
+        raise Rejected(Reason.BAD_VALUE, f"{_cut(value, column)} is not a number") from None
     if not number.is_integer():
-        raise Rejected(Reason.BAD_VALUE, f"{column}={value!r} is not a whole number")
+        raise Rejected(Reason.BAD_VALUE, f"{_cut(value, column)} is not a whole number")
     return int(number)
+
+
+def _cut(value: str, column: str) -> str:
+    """``column=value`` for a reason, a long value cut short."""
+    shown = value if len(value) <= 40 else f"{value[:40]}... ({len(value)} characters)"
+    return f"{column}={shown!r}"
 
 
 def real(row: Row, column: str) -> float | None:
@@ -79,9 +99,9 @@ def real(row: Row, column: str) -> float | None:
     try:
         number = float(value)
     except ValueError:
-        raise Rejected(Reason.BAD_VALUE, f"{column}={value!r} is not a number") from None
+        raise Rejected(Reason.BAD_VALUE, f"{_cut(value, column)} is not a number") from None
     if not math.isfinite(number):
-        raise Rejected(Reason.BAD_VALUE, f"{column}={value!r} is not finite")
+        raise Rejected(Reason.BAD_VALUE, f"{_cut(value, column)} is not finite")
     return number
 
 
@@ -98,11 +118,11 @@ def boolean(row: Row, column: str) -> bool | None:
         return True
     if lowered in _FALSE:
         return False
-    raise Rejected(Reason.BAD_VALUE, f"{column}={value!r} is not true/false")
+    raise Rejected(Reason.BAD_VALUE, f"{_cut(value, column)} is not true/false")
 
 
 def popularity(row: Row, column: str) -> int | None:
-    value = integer(row, column)
+    value = integer(row, column, "int")
     if value is not None and not 0 <= value <= 100:
         raise Rejected(Reason.POPULARITY_OUT_OF_RANGE, f"{column}={value} is outside 0-100")
     return value
@@ -115,8 +135,8 @@ def duration(row: Row, column: str) -> int | None:
     return value
 
 
-def non_negative(row: Row, column: str) -> int | None:
-    value = integer(row, column)
+def non_negative(row: Row, column: str, avro: str = "long") -> int | None:
+    value = integer(row, column, avro)
     if value is not None and value < 0:
         raise Rejected(Reason.BAD_VALUE, f"{column}={value} is negative")
     return value
@@ -134,7 +154,7 @@ def release_date(row: Row, column: str) -> tuple[dt.date | None, str | None]:
         return None, None
     match = _DATE.match(value)
     if match is None:
-        raise Rejected(Reason.BAD_DATE, f"{column}={value!r} is not a date")
+        raise Rejected(Reason.BAD_DATE, f"{_cut(value, column)} is not a date")
     year, month, day = match.groups()
     try:
         date = dt.date(int(year), int(month or 1), int(day or 1))
@@ -158,16 +178,23 @@ def listing(row: Row, columns: tuple[str, ...], fallback: str | None = None) -> 
     return list(dict.fromkeys(values))
 
 
+#: A quoted item of a list literal, '...' or "..." with backslash escapes.
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"", re.DOTALL)
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
 def _parse_list(value: str | None) -> list[str]:
+    """The items of ``['pop', "rock 'n' roll"]`` (the quoted strings, in one linear scan:
+    no evaluation of the cell, however deep its brackets) or of ``pop, rock``."""
     if value is None:
         return []
     if value.startswith("["):
-        try:
-            parsed = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            parsed = None
-        if isinstance(parsed, list | tuple):
-            return [str(v).strip() for v in parsed if str(v).strip()]
+        quoted = [
+            _ESCAPE.sub(r"\1", single if single is not None else double).strip()
+            for single, double in (m.groups() for m in _QUOTED.finditer(value))
+        ]
+        if quoted:
+            return [item for item in quoted if item]
         value = value.strip("[]")
     return [v.strip().strip("'\"") for v in value.split(",") if v.strip().strip("'\"")]
 
@@ -210,7 +237,7 @@ def clean_album_row(row: Row, updated_at: int) -> tuple[dict[str, Any], dict[str
         "release_date_precision": precision,
         "label": text(row, "label"),
         "popularity": popularity(row, "album_popularity"),
-        "total_tracks": non_negative(row, "total_tracks"),
+        "total_tracks": non_negative(row, "total_tracks", "int"),
         "artist_id": text(row, "artist_id"),
         "updated_at": updated_at,
     }
@@ -218,7 +245,7 @@ def clean_album_row(row: Row, updated_at: int) -> tuple[dict[str, Any], dict[str
         "track_id": track_id,
         "name": text(row, "track_name"),
         "album_id": album_id,
-        "track_number": non_negative(row, "track_number"),
+        "track_number": non_negative(row, "track_number", "int"),
         "duration_ms": duration_ms,
         "artist_id": album["artist_id"],
         "artist_names": listing(row, ARTIST_COLUMNS, fallback="artists"),
@@ -263,10 +290,10 @@ def clean_features(row: Row, updated_at: int) -> dict[str, Any]:
         if value is not None and not 0.0 <= value <= 1.0:
             raise Rejected(Reason.FEATURE_OUT_OF_RANGE, f"{column}={value} is outside [0, 1]")
         record[column] = value
-    key = integer(row, "key")
+    key = integer(row, "key", "int")
     if key is not None and not -1 <= key <= 11:
         raise Rejected(Reason.FEATURE_OUT_OF_RANGE, f"key={key} is outside -1..11")
-    mode = integer(row, "mode")
+    mode = integer(row, "mode", "int")
     if mode is not None and mode not in (0, 1):
         raise Rejected(Reason.FEATURE_OUT_OF_RANGE, f"mode={mode} is not 0 or 1")
     tempo = real(row, "tempo")
@@ -278,7 +305,7 @@ def clean_features(row: Row, updated_at: int) -> dict[str, Any]:
         mode=mode,
         tempo=tempo,
         duration_ms=duration(row, "duration_ms"),
-        time_signature=non_negative(row, "time_signature"),
+        time_signature=non_negative(row, "time_signature", "int"),
         updated_at=updated_at,
     )
     return record
