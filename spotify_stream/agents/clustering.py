@@ -89,6 +89,7 @@ class Trainer:
         self._rows = _no_rows()  # feature rows not yet learned
         self._changed = False
         self._published = 0.0  # monotonic time of the last version
+        self._rows_at = 0.0  # monotonic time of the last vectors read
         self._lock = asyncio.Lock()
         self._model_codec = codec_for("ClusterModel")
         self._profile_codec = codec_for(topics.CLUSTERS.record)
@@ -128,6 +129,7 @@ class Trainer:
                     continue
                 vectors = np.frombuffer(value, dtype="<f8").reshape(-1, len(FEATURES))
                 self._rows = np.concatenate([self._rows, vectors])
+                self._rows_at = time.monotonic()
                 outcomes.append(len(vectors))
                 continue
             try:
@@ -145,8 +147,10 @@ class Trainer:
         return outcomes, index
 
     async def tick(self) -> None:
-        """Learn what is left of a quiet stream and publish it; forget the model when the
-        training partition went to another worker (its trainer resumes from the topic)."""
+        """Learn what is left of a quiet stream and publish it (a catalog smaller than the
+        warm-up gets its first model once no vectors came for a publishing interval);
+        forget the model when the training partition went to another worker (its
+        trainer resumes from the topic)."""
         async with self._lock:
             if self.clusterer is None:
                 return
@@ -155,7 +159,24 @@ class Trainer:
                 return
             if len(self._rows):
                 await asyncio.to_thread(self._fit, len(self._rows))
+            if self._quiet() and await asyncio.to_thread(self.clusterer.start):
+                self._changed = True
+                log.info(
+                    "cluster trainer: a first model from %d rows, fewer than the warm-up "
+                    "(no features came for a publishing interval)",
+                    self.clusterer.rows_seen,
+                )
             await self._publish_if_due()
+
+    def _quiet(self) -> bool:
+        """No model yet, rows waiting for it, and no vectors for a publishing interval."""
+        assert self.clusterer is not None
+        interval = self.pipeline.settings.cluster_publish_seconds
+        return (
+            not self.clusterer.fitted
+            and self.clusterer.waiting > 0
+            and time.monotonic() - self._rows_at >= interval
+        )
 
     async def _start(self) -> None:
         if self.clusterer is not None:

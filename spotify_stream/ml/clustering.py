@@ -139,18 +139,35 @@ class OnlineClusterer:
             return False
         if not self.fitted:
             self._waiting.append(x)
-            if sum(len(w) for w in self._waiting) < self.warmup:
+            if self.waiting < self.warmup:
                 return False
-            x, self._waiting = np.concatenate(self._waiting), []
-            self.scaler.partial_fit(x)
-            # Centroids placed by a full k-means of the warm-up rows: mini-batch steps
-            # from k-means++ seeds settle in worse local optima (ARI 0.6 against 0.9).
-            from sklearn.cluster import KMeans
+            return self.start()
+        self.scaler.partial_fit(x)
+        self.kmeans.partial_fit(self.scaler.transform(x))
+        self.rows_seen += len(x)
+        return True
 
-            start = KMeans(self.k, n_init=4, random_state=self.seed).fit(self.scaler.transform(x))
-            self.kmeans.set_params(init=start.cluster_centers_)
-        else:
-            self.scaler.partial_fit(x)
+    @property
+    def waiting(self) -> int:
+        """Rows held for the first fit."""
+        return sum(len(w) for w in self._waiting)
+
+    def start(self) -> bool:
+        """The first fit, from the rows waiting: at the warm-up, or earlier when the
+        stream went quiet (a small catalog); it needs at least ``k`` distinct rows."""
+        if self.fitted or not self._waiting:
+            return False
+        x = np.concatenate(self._waiting)
+        if len(np.unique(x, axis=0)) < self.k:
+            return False
+        self._waiting = []
+        self.scaler.partial_fit(x)
+        # Centroids placed by a full k-means of the warm-up rows: mini-batch steps
+        # from k-means++ seeds settle in worse local optima (ARI 0.6 against 0.9).
+        from sklearn.cluster import KMeans
+
+        start = KMeans(self.k, n_init=4, random_state=self.seed).fit(self.scaler.transform(x))
+        self.kmeans.set_params(init=start.cluster_centers_)
         self.kmeans.partial_fit(self.scaler.transform(x))
         self.rows_seen += len(x)
         return True

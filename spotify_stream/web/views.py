@@ -286,7 +286,11 @@ def register(
         )
 
     def no_model(web: Web) -> Response:
-        return error(web, 503, "no cluster model yet (the first comes after cluster_warmup tracks)")
+        return error(
+            web,
+            503,
+            "no cluster model yet (the first comes after cluster_warmup tracks with features, or once the features stream is quiet with at least cluster_k of them)",
+        )
 
     @app.page("/tracks/{track_id}/similar")
     async def similar(web: Web, request: Request, track_id: str) -> Response:

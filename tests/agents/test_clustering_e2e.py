@@ -134,3 +134,24 @@ def test_a_killed_trainer_resumes_from_the_last_published_version(
     assert resumed.rows_seen > before[-1].rows_seen  # it continued, it did not start over
     records = [v for versions in enriched_by_key(settings).values() for v in versions]
     assert assert_labelled_by_their_version(records, models) > 0
+
+
+def test_a_catalog_smaller_than_the_warm_up_gets_a_model(fresh_settings, tmp_path):
+    """300 tracks, warm-up 1,000: once the features stream is quiet the trainer starts
+    from what it has; every track is labelled and has five similar tracks."""
+    settings = fresh_settings.model_copy(update={"cluster_publish_seconds": 1})
+    assert settings.cluster_warmup == 1000
+    small = tmp_path / "small"
+    generate(small, 300, seed=13, anomalies=0)
+    asyncio.run(produce(settings, str(small)))
+    with WorkerProcess(settings, tmp_path) as worker:
+        models = wait_settled(settings, [worker], 300)
+        track_id = sorted(enriched_by_key(settings))[0]
+        answer = worker.get(f"/tracks/{track_id}/similar?n=5")
+
+    assert [m.version for m in models] == [1] and models[0].rows_seen == 300
+    records = [v[-1] for v in enriched_by_key(settings).values()]
+    assert assert_labelled_by_their_version(records, models) == 300
+    assert answer["model_version"] == 1
+    similar = [t["track_id"] for t in answer["similar"]]
+    assert len(similar) == 5 and track_id not in similar

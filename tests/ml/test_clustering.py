@@ -85,3 +85,20 @@ def test_model_of_other_features_is_refused() -> None:
     data = record.snapshot().to_record() | {"features": ["tempo"]}
     with pytest.raises(ValueError, match="expected"):
         ClusterModel.from_record(data)
+
+
+def test_a_quiet_stream_starts_the_model_before_the_warm_up(features: np.ndarray) -> None:
+    clusterer = OnlineClusterer(k=8, warmup=1000)
+    stream(clusterer, features[:300], 100)
+    assert not clusterer.fitted and clusterer.waiting == 300
+    assert clusterer.start()
+    model = clusterer.snapshot()
+    assert model.rows_seen == 300 and model.version == 1
+    # the same start as a full warm-up of those rows
+    full = OnlineClusterer(k=8, warmup=300)
+    stream(full, features[:300], 100)
+    assert np.allclose(full.snapshot().centroids, model.centroids)
+    # fewer distinct rows than clusters: no model
+    few = OnlineClusterer(k=8, warmup=1000)
+    few.partial_fit(np.repeat(features[:5], 20, axis=0))
+    assert not few.start() and not few.fitted
