@@ -105,7 +105,8 @@ def worker_summary(stats: dict, url: str) -> None:
     out.print(
         f"enriched tracks emitted: {events.get('emitted', 0):,} "
         f"({events.get('emitted_incomplete', 0):,} incomplete after the max wait), "
-        f"re-emitted: {events.get('re-emitted', 0):,}, waiting: {stats['pending_joins']:,}"
+        f"re-emitted: {events.get('re-emitted', 0) + events.get('labelled_later', 0):,}, "
+        f"waiting: {stats['pending_joins']:,}"
     )
     dead = ", ".join(f"{k}={v}" for k, v in stats["dead_letters"].items()) or "none"
     out.print(f"dead letters from the worker: {dead}")

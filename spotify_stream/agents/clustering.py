@@ -7,12 +7,15 @@ messages). That topic has one partition, so Faust gives it to one worker of
 the group: exactly one trainer learns from the vectors
 (``ml.clustering.OnlineClusterer``, mini-batches of ``cluster_batch`` rows) and
 keeps the tracks for the profiles. Learning from the features as they arrive,
-not from the tracks emitted, has the model ready before the tracks of a
-catalog whose features came first, as ``produce`` sends them: tracks emitted
-before the first model have to be emitted again, labelled. It publishes a version at most every
-``cluster_publish_seconds`` to ``<app_id>-cluster-models`` (one partition,
-every version kept), and with it the profile of each cluster of that version
-to ``spotify.clusters``, which the lake sink lands as the ``clusters`` dataset.
+not from the tracks emitted, has the model ready soon after the features of
+a catalog, which ``produce`` sends before its tracks: tracks that come before
+the first model wait for it (``Enricher._awaits_model``). A catalog smaller
+than the warm-up gets its first model once no vectors came for a publishing
+interval. It publishes a version at most every ``cluster_publish_seconds``,
+when the model learned or new tracks reached the book, to
+``<app_id>-cluster-models`` (one partition, every version kept), and with it
+the profile of each cluster of that version to ``spotify.clusters``, which
+the lake sink lands as the ``clusters`` dataset.
 
 Every worker's broadcast reader reads the models topic into ``ModelHolder``:
 the enricher assigns with its newest version. A trainer that starts, or takes
@@ -87,7 +90,8 @@ class Trainer:
         self.clusterer: OnlineClusterer | None = None
         self.book = TrackBook()
         self._rows = _no_rows()  # feature rows not yet learned
-        self._changed = False
+        self._changed = False  # the model learned since the last version
+        self._booked = False  # tracks reached the book since the last version
         self._published = 0.0  # monotonic time of the last version
         self._rows_at = 0.0  # monotonic time of the last vectors read
         self._lock = asyncio.Lock()
@@ -140,6 +144,7 @@ class Trainer:
             outcomes.append(table.num_rows)
             if table.num_rows:
                 self.book.add(table)
+                self._booked = True
                 index += index_messages(table)
         batch = self.pipeline.settings.cluster_batch
         while len(self._rows) >= batch:
@@ -202,10 +207,13 @@ class Trainer:
             self._changed = True
 
     async def _publish_if_due(self) -> None:
-        due = time.monotonic() - self._published >= self.pipeline.settings.cluster_publish_seconds
-        if not (self._changed and due):
-            return
+        """A new version when the model learned, or when tracks reached the book (its
+        profiles would change: tracks held for the first model reach the book only once
+        it is published), at most every ``cluster_publish_seconds``."""
         assert self.clusterer is not None
+        due = time.monotonic() - self._published >= self.pipeline.settings.cluster_publish_seconds
+        if not (due and (self._changed or (self._booked and self.clusterer.fitted))):
+            return
         model = self.clusterer.snapshot()
         published_at = int(time.time() * 1000)
         record = model.to_record() | {"published_at": published_at}
@@ -217,7 +225,7 @@ class Trainer:
             await self.pipeline.send(topics.CLUSTERS.name, key, self._profile_codec.encode(profile))
         await self.pipeline.commit_point()
         self.holder.model = model  # the broadcast reader brings it too; assign with it now
-        self._changed, self._published = False, time.monotonic()
+        self._changed, self._booked, self._published = False, False, time.monotonic()
         self.pipeline.stats.events["model_versions"] += 1
         sizes = [p["size"] for p in profiles]
         log.info(

@@ -11,6 +11,9 @@ come from the worker's broadcast ``DimensionStore``.
   their own track directly.
 - After ``join_max_wait`` a waiting track is emitted with nulls, ``complete``
   false and the missing parts named. A later arrival re-emits it complete.
+- A track with all its features waits, the same way, for the first cluster
+  model (a cold start), so it is emitted once, labelled, rather than once
+  unlabelled and again labelled.
 - ``enriched`` holds what was last emitted; its changelog *is* the output topic
   ``spotify.tracks.enriched``. A record is emitted only when its bytes differ
   from the stored ones, so retries and replays never emit duplicates with
@@ -307,12 +310,15 @@ class Enricher:
         artist = self._dimension_part("artist", track.get("artist_id"))
         missing = missing_parts(track, album, artist, features)
         self._remember(track)
-        if current is None and not expire and missing:
+        awaits_model = not missing and self._awaits_model(features)
+        if current is None and not expire and (missing or awaits_model):
             since = _SINCE.unpack_from(pending)[0] if pending else _now_ms()
             value = _SINCE.pack(since) + (encoded or self._track.encode(track))
             if value != pending:
                 await self.pending.put(partition, key, value)
             self.waiting.setdefault(track["track_id"], since)
+            if awaits_model:  # ``label`` joins it again once the first model is known
+                self.unlabelled.setdefault(partition, set()).add(key)
             return
         if current is not None and missing and set(missing) - set(self._missing_in(current)):
             # What was emitted had this part: our state is behind the output, as after a
@@ -350,6 +356,14 @@ class Enricher:
         if pending is not None:
             await self.pending.put(partition, key, None)
             self.waiting.pop(track["track_id"], None)
+
+    def _awaits_model(self, features: bytes | None) -> bool:
+        """Whether a track with these features waits for the first model: one with all
+        its features is labelled when emitted, so the lake gets one row for it, not an
+        unlabelled one and then a labelled one."""
+        if features is None or self.models.model is not None:
+            return False
+        return not np.isnan(unpack_vectors([features[: VECTOR.size]])).any()
 
     def _missing_in(self, enriched: bytes) -> list[str]:
         return self._enriched.decode(enriched)["missing"]
@@ -490,8 +504,8 @@ class Enricher:
             await self.pipeline.commit_point()
 
     async def label(self) -> None:
-        """Once a model is known: retry the tracks emitted before it, to label them (each
-        is re-emitted once, with its cluster)."""
+        """Once a model is known: join the tracks waiting for it, and label those emitted
+        without it after their maximum wait (each re-emitted once, with its cluster)."""
         if self.models.model is None or not self.unlabelled:
             return
         waiting, self.unlabelled = self.unlabelled, {}
@@ -503,8 +517,13 @@ class Enricher:
         await self.pipeline.commit_point()
 
     async def _label(self, partition: int, keys: list[bytes]) -> None:
-        """Label tracks emitted before the first model, in bulk: the emitted record with
-        its (null) cluster parts replaced, if it still holds the stored features."""
+        """Join the tracks of ``keys`` waiting for the first model; label those emitted
+        before it, in bulk: the emitted record with its (null) cluster parts replaced,
+        if it still holds the stored features."""
+        waiting = [k for k in keys if k.decode() in self.waiting]
+        for key in waiting:
+            await self.rejoin(partition, key.decode())
+        keys = [k for k in keys if k not in waiting]
         if not keys:
             return
         todo = [
