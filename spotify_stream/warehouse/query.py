@@ -133,13 +133,17 @@ def run_duckdb(settings: Settings | None, athena_sql: str, marts: bool = True) -
                 empty += [(name, schema) for name, _, schema in lake_tables()[len(DATASETS) :]]
             for name, schema in empty:
                 con.register(name, schema.empty_table())
-        else:
-            for name, folder, schema in lake_tables():
-                _register(con, settings, name, folder, schema)
         try:
+            if settings is not None:
+                for name, folder, schema in lake_tables():
+                    _register(con, settings, name, folder, schema)
             return con.sql(sql).to_arrow_table()
         except duckdb.Error as exc:
             raise UserError(f"the query failed in DuckDB: {exc}".splitlines()[0]) from None
+        except (OSError, pa.ArrowException) as exc:  # S3 unreachable, refused, ...
+            raise UserError(
+                f"cannot read the lake at {settings.lake}: {exc}".splitlines()[0]
+            ) from None
 
 
 def _register(con, settings: Settings, name: str, folder: str, schema: pa.Schema) -> None:

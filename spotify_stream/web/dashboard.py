@@ -8,13 +8,15 @@
   on the same period. Live charts (the rolling window's artists, the pipeline
   panel) come from the worker's own tables and refresh every few seconds.
 
-Errors are JSON: 400 for a bad parameter, 404 for an unknown chart or file
-(``json_errors`` does it for every route of the server).
+Errors are JSON: 400 for a bad parameter, 404 for an unknown chart or file, 503
+when the lake cannot be read (``json_errors`` does it for every route of the
+server, and answers a bug in a view with a JSON 500).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -31,6 +33,8 @@ from spotify_stream.settings import Settings
 from spotify_stream.tables.dimensions import DimensionStore
 from spotify_stream.tables.leaderboard import Leaderboard
 
+log = logging.getLogger(__name__)
+
 STATIC = Path(__file__).parent / "static"
 ASSETS = {
     "dashboard.js": "text/javascript",
@@ -42,7 +46,8 @@ SCATTER_POINTS = 2000  # what a browser draws without effort
 
 @aioweb.middleware
 async def json_errors(request: aioweb.Request, handler: Callable) -> aioweb.StreamResponse:
-    """aiohttp's own 404 and 405 (no route) as JSON, like every error of our views."""
+    """aiohttp's own 404 and 405 (no route), and a bug in a view, as JSON, like every
+    error of our views."""
     try:
         return await handler(request)
     except aioweb.HTTPException as exc:
@@ -50,6 +55,11 @@ async def json_errors(request: aioweb.Request, handler: Callable) -> aioweb.Stre
             raise
         return aioweb.json_response(
             {"error": f"{exc.reason.lower()}: {request.method} {request.path}"}, status=exc.status
+        )
+    except Exception as exc:
+        log.exception("%s %s failed", request.method, request.path)
+        return aioweb.json_response(
+            {"error": f"internal error: {type(exc).__name__}: {exc}".splitlines()[0]}, status=500
         )
 
 
@@ -162,7 +172,8 @@ def register(
         snap = snapshot()
         lag: dict[str, int] = {}
         for entry in snap["consumer_lag"]:
-            lag[entry["topic"]] = lag.get(entry["topic"], 0) + entry["lag"]
+            if entry["lag"] is not None:
+                lag[entry["topic"]] = lag.get(entry["topic"], 0) + entry["lag"]
         return {
             "topics": [
                 {

@@ -75,6 +75,7 @@ def register(
     tables: dict[str, PartitionedTable],
 ) -> None:
     enriched_codec = codec_for("EnrichedTrack")
+    windows = [spec.name for spec in window_specs(pipeline.settings)]
 
     def active() -> set[int]:
         # Of the input topics (co-partitioned); not of Faust's own, such as its leader topic.
@@ -87,16 +88,16 @@ def register(
         out = sender.acked if sender else {}
         lag = []
         for tp in sorted(app.consumer.assignment()):
+            # None until this worker has read the partition: unknown, not zero
             position = stats.positions.get((tp.topic, tp.partition))
-            if position is None:
-                continue
-            highwater = app.consumer.highwater(tp) or 0
+            highwater = app.consumer.highwater(tp)
+            known = position is not None and highwater is not None
             lag.append(
                 {
                     "topic": tp.topic,
                     "partition": tp.partition,
                     "position": position,
-                    "lag": max(0, highwater - position),
+                    "lag": max(0, highwater - position) if known else None,
                 }
             )
         partitions = active()
@@ -115,6 +116,10 @@ def register(
                 for name in sorted(set(stats.messages_in) | set(out))
             },
             "consumer_lag": lag,
+            # None while unknown: no partition assigned yet, or one not read yet
+            "lag_total": sum(e["lag"] for e in lag)
+            if lag and all(e["lag"] is not None for e in lag)
+            else None,
             "tables": {name: table.approximate_size(partitions) for name, table in tables.items()},
             "dimensions": {**dimensions.counts, "stale_versions": dimensions.stale},
             "pending_joins": len(enricher.waiting),
@@ -170,7 +175,8 @@ def register(
                 f"{prefix}_consumer_lag", "Messages behind", labels=["topic", "partition"]
             )
             for entry in snap["consumer_lag"]:
-                lag.add_metric([entry["topic"], str(entry["partition"])], entry["lag"])
+                if entry["lag"] is not None:
+                    lag.add_metric([entry["topic"], str(entry["partition"])], entry["lag"])
             yield lag
             keys = GaugeMetricFamily(f"{prefix}_table_keys", "Keys (estimate)", labels=["table"])
             for name, size in snap["tables"].items():
@@ -272,6 +278,8 @@ def register(
         window = request.query.get("window", "1h")
         if entity not in ENTITY_TYPES:
             return error(web, 400, f"entity must be one of {', '.join(ENTITY_TYPES)}")
+        if window not in windows:
+            return error(web, 400, f"window must be one of {', '.join(windows)}")
         try:
             n = count(request, MAX_TOP)
         except ValueError as exc:

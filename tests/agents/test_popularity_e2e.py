@@ -204,9 +204,20 @@ def test_windows_count_plays_out_of_order_across_a_restart(fresh_settings, tmp_p
     assert codec_for("Play").decode(letters[0]["raw"])["user_id"] == "u6"
 
 
-def test_popularity_top_rejects_bad_parameters(fresh_settings, tmp_path):
-    with WorkerProcess(fresh_settings, tmp_path) as worker:
+def test_popularity_top_rejects_bad_parameters(fresh_settings, tmp_path, aws_env):
+    # a worker that only streams, its lake an S3 nobody answers at
+    settings = fresh_settings.model_copy(
+        update={"lake_sink": False, "lake": "s3://nobucket/x", "s3_endpoint": "http://127.0.0.1:9"}
+    )
+    with WorkerProcess(settings, tmp_path) as worker:
         assert worker.get_status("/popularity/top?entity=planet")[0] == 400
+        assert worker.get_status("/popularity/top?window=../../etc") == (
+            400,
+            {"error": "window must be one of 1h, 24h"},
+        )
+        status, body = worker.get_status("/dashboard/data/top_albums")
+        assert status == 503 and body["error"].startswith("cannot read the lake at s3://nobucket/x")
+        before = worker.get("/pipeline/stats")
         assert worker.get_status("/popularity/top?n=x")[0] == 400
         assert worker.get_status("/popularity/top?n=0")[0] == 400
         status, body = worker.get_status("/artists/nobody")
@@ -215,3 +226,6 @@ def test_popularity_top_rejects_bad_parameters(fresh_settings, tmp_path):
         metrics = worker.get("/metrics")
     assert "spotify_stream_uptime_seconds" in metrics
     assert "spotify_stream_pending_joins 0.0" in metrics
+    # nothing was ever sent: the lag is unknown, not zero, until a partition is read
+    assert before["lag_total"] is None
+    assert all(e["lag"] is None for e in before["consumer_lag"])
