@@ -24,6 +24,7 @@ from spotify_stream.agents.sink import LakeConsumer, LakeSink, WriteGate
 from spotify_stream.agents.users import RecentPlays
 from spotify_stream.consumer import Consumer
 from spotify_stream.ml.recommend import TrackIndex
+from spotify_stream.ownership import claim
 from spotify_stream.security import faust_credentials
 from spotify_stream.settings import Settings, get_settings
 from spotify_stream.sink.buffer import Limits
@@ -77,6 +78,8 @@ class SpotifyStreamApp(faust.App):
     async def on_first_start(self) -> None:
         await super().on_first_start()
         await self.pipeline.start()
+        # ``spotify-stream worker`` said it in one line already; ``faust -A`` stops here
+        await claim(self.pipeline.settings)
 
     async def on_start(self) -> None:
         await super().on_start()

@@ -230,6 +230,7 @@ def worker(faust_args: tuple[str, ...]) -> None:
     own SPOTIFY_STREAM_DATA_DIR and web port to share the partitions.
     """
     from spotify_stream.kafka import ensure_worker_topics, partition_plan
+    from spotify_stream.ownership import claim
     from spotify_stream.sink.storage import check_lake
 
     settings = _settings()
@@ -244,6 +245,7 @@ def worker(faust_args: tuple[str, ...]) -> None:
         settings = _settings()
     if settings.lake_sink:  # a wrong bucket or an unwritable directory: one line, not retries
         run_async(lambda _stop: check_lake(settings))
+    run_async(lambda _stop: claim(settings))  # a lake or state of another broker: one line
     from spotify_stream.app import app
 
     import_early()  # before the collector freezes what the imports made
@@ -268,35 +270,21 @@ def worker(faust_args: tuple[str, ...]) -> None:
     help="Seconds of simulated plays.",
 )
 @click.option(
-    "--data",
-    "data_dir",
+    "--dir",
+    "workdir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("demo-data"),
+    default=Path("demo"),
     show_default=True,
-    help="Where the generated files go.",
-)
-@click.option(
-    "--report",
-    "report_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("report"),
-    show_default=True,
-    help="Where the cluster report's PNG files go.",
+    help="The demo's own directory: its data, lake, worker state, report and catalog. "
+    "A second run clears what the first left there, and nothing else.",
 )
 @click.option("--serve", is_flag=True, help="Keep the worker and its web pages up until Ctrl-C.")
-def demo(tracks: int, duration: float, data_dir: Path, report_dir: Path, serve: bool) -> None:
+def demo(tracks: int, duration: float, workdir: Path, serve: bool) -> None:
     """Run the pipeline on the embedded defaults: broker, data, worker, producer, plays,
-    an example recommendation, the lake and the cluster report."""
+    an example recommendation, the lake and the cluster report, all in ./demo."""
     from spotify_stream.demo import run_demo
 
-    run_demo(
-        _settings(),
-        tracks=tracks,
-        duration=duration,
-        data_dir=data_dir,
-        report_dir=report_dir,
-        serve=serve,
-    )
+    run_demo(_settings(), tracks=tracks, duration=duration, workdir=workdir, serve=serve)
 
 
 @cli.command()

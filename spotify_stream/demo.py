@@ -2,7 +2,14 @@
 
 Broker, generated catalog, a stream worker, the producer and simulated plays;
 it ends with what the worker did, where its monitoring pages are, and the
-Parquet it landed in the lake (``./lake`` by default), counted per dataset.
+Parquet it landed in the lake, counted per dataset.
+
+Everything it writes is in its own directory (``./demo`` by default): the
+generated files in ``data/``, the lake in ``lake/``, the worker's state in
+``state/``, the report in ``report/`` and the local catalog ``lake.duckdb``.
+Its broker starts empty each time, so a second run clears the first one's
+lake and state, and only there: a directory the demo did not make (no
+``.spotify-stream-demo`` stamp) is an error, never cleared.
 """
 
 from __future__ import annotations
@@ -22,30 +29,28 @@ from spotify_stream.ingest.plays import run_simulation
 from spotify_stream.ingest.producer import produce
 from spotify_stream.runtime import run_async
 from spotify_stream.settings import Settings
-from spotify_stream.sink.objects import CURATED, inventory
-from spotify_stream.sink.storage import FileStorage, Storage, storage_for
+from spotify_stream.sink.objects import inventory
+from spotify_stream.sink.storage import Storage, storage_for
 from spotify_stream.warehouse.catalog import sync_local
 from spotify_stream.warehouse.query import named, run_duckdb
 
 T = TypeVar("T")
-CATALOG = "lake.duckdb"
+STAMP = ".spotify-stream-demo"
 
 
 def run_demo(
-    settings: Settings,
-    *,
-    tracks: int,
-    duration: float,
-    data_dir: Path,
-    report_dir: Path,
-    serve: bool = False,
+    settings: Settings, *, tracks: int, duration: float, workdir: Path, serve: bool = False
 ) -> None:
     console.out.rule("spotify-stream demo")
+    _prepare(workdir)
+    data_dir, report_dir = workdir / "data", workdir / "report"
     with EmbeddedBroker() as broker:
         settings = settings.model_copy(
             update={
                 "broker": f"kafka://{broker.bootstrap}",
                 "producer_idempotence": "off",
+                "lake": f"file://{(workdir / 'lake').resolve()}",
+                "data_dir": workdir / "state",
                 # a small demo still gets its clusters (a quarter of its tracks at most)
                 "cluster_warmup": max(10, min(settings.cluster_warmup, tracks // 4)),
             }
@@ -58,7 +63,6 @@ def run_demo(
         worker = WorkerProcess(
             settings, Path(settings.data_dir), "demo-worker", web_port=settings.web_port
         )
-        _clear_earlier_demo(worker, storage_for(worker.settings))
         with console.out.status("3. starting a stream worker"):
             worker.start()
         console.out.print(f"3. stream worker running (log: {worker.log})")
@@ -128,14 +132,14 @@ def run_demo(
         counts = run_async(lambda _stop: _closing(storage, inventory(storage)))
         console.lake_summary(counts, storage.url)
         console.report_summary(run_async(lambda _stop: write_report(worker.settings, report_dir)))
-        _warehouse(worker.settings, storage)
+        _warehouse(worker.settings, storage, workdir / "lake.duckdb")
     console.out.print("demo finished; the embedded broker is stopped (its data was in memory)")
 
 
-def _warehouse(settings: Settings, storage: Storage) -> None:
+def _warehouse(settings: Settings, storage: Storage, catalog: Path) -> None:
     """The local catalog over the lake, and two named queries run on it."""
-    views = run_async(lambda _stop: _closing(storage, sync_local(settings, storage, CATALOG)))
-    console.out.print(f"8. local catalog: {CATALOG} (DuckDB views {', '.join(views)})")
+    views = run_async(lambda _stop: _closing(storage, sync_local(settings, storage, str(catalog))))
+    console.out.print(f"8. local catalog: {catalog} (DuckDB views {', '.join(views)})")
     for name, params, title in (
         ("top_albums", {"n": "5"}, "top albums of the last 5 years"),
         ("most_streamed_artists", {"n": "5"}, "most streamed artists"),
@@ -157,17 +161,26 @@ def _example_recommendation(worker: WorkerProcess) -> None:
     )
 
 
-def _clear_earlier_demo(worker: WorkerProcess, storage: Storage) -> None:
-    """The broker starts empty, so its offsets restart at 0: the tables an earlier demo's
-    worker kept, and the objects it left, belong to another history (object names would
-    collide). The demo worker's state is cleared, and a local lake; others must be empty."""
-    shutil.rmtree(worker.settings.data_dir, ignore_errors=True)
-    if not run_async(lambda _stop: _closing(storage, storage.keys(f"{CURATED}/"))):
-        return
-    if not isinstance(storage, FileStorage):
-        raise UserError(f"the demo needs an empty lake; {storage.url} has objects")
-    shutil.rmtree(storage.root / CURATED)
-    console.out.print(f"   cleared the lake of an earlier demo run in {storage.root}/{CURATED}/")
+def _prepare(workdir: Path) -> None:
+    """An empty ``workdir``, or one of an earlier demo, whose lake and state are cleared:
+    the broker starts empty, so its offsets restart at 0 and the earlier run's objects
+    and tables belong to another history."""
+    stamp = workdir / STAMP
+    if workdir.exists() and any(workdir.iterdir()) and not stamp.is_file():
+        raise UserError(
+            f"{workdir} holds files the demo did not make; give the demo its own "
+            "directory with --dir"
+        )
+    cleared = [p for p in (workdir / "lake", workdir / "state") if p.exists()]
+    for path in cleared:
+        shutil.rmtree(path)
+    if cleared:
+        console.out.print(f"   cleared the lake and state of an earlier demo run in {workdir}/")
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        stamp.write_text("made by spotify-stream demo, which clears its lake and state\n")
+    except OSError as exc:
+        raise UserError(f"cannot write the demo's directory {workdir}: {exc.strerror}") from None
 
 
 async def _closing(storage: Storage, work: Awaitable[T]) -> T:

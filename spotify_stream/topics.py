@@ -50,9 +50,12 @@ CLUSTER_TRAINING = "cluster-training"
 TRAINING_VECTORS_KEY = b"vectors"
 CLUSTER_MODELS = "cluster-models"
 TRACK_INDEX = "track-index"
-SINGLE_PARTITION = (CLUSTER_TRAINING, CLUSTER_MODELS, TRACK_INDEX)
+#: The pipeline's identity: its first record (``ownership``), which the lake and each
+#: worker's state directory keep a copy of.
+PIPELINE = "pipeline"
+SINGLE_PARTITION = (CLUSTER_TRAINING, CLUSTER_MODELS, TRACK_INDEX, PIPELINE)
 #: Read whole from the start by every worker.
-KEPT_FOREVER = (CLUSTER_MODELS, TRACK_INDEX)
+KEPT_FOREVER = (CLUSTER_MODELS, TRACK_INDEX, PIPELINE)
 #: Worker tables; each has a changelog ``<app_id>-<table>-changelog``, except
 #: ``enriched``, whose changelog is the output topic itself.
 TABLES = ("features", "pending-joins", "enriched", "popularity-panes", "user-plays")

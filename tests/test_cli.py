@@ -103,10 +103,10 @@ def test_demo_runs_to_its_summary(tmp_path):
     assert "demo finished" in proc.stdout
     # An example recommendation for the heaviest listener, from the worker's endpoint.
     assert "recommended for user-000000" in proc.stdout
-    # It ends with Parquet in ./lake, counted per dataset as the footers tell: one row
+    # It ends with Parquet in ./demo/lake, counted per dataset as the footers tell: one row
     # per track, labelled (500 tracks, fewer than the warm-up: the model came once the
     # features stream was quiet, and the tracks waited for it).
-    lake = tmp_path / "lake" / "curated"
+    lake = tmp_path / "demo" / "lake" / "curated"
     enriched = pq.read_table(lake / "tracks_enriched")  # dt=/hr= folders as columns
     assert sorted(enriched["track_id"].to_pylist()) == sorted(set(enriched["track_id"].to_pylist()))
     assert enriched.num_rows == 500
@@ -116,16 +116,16 @@ def test_demo_runs_to_its_summary(tmp_path):
         assert rows > 0 and re.search(rf"{dataset}\s+│\s+\d+\s+│\s+{rows:,}\b", proc.stdout)
     assert f"dashboard: http://127.0.0.1:{port}/dashboard" in proc.stdout
     # and with the report: index.html and a PNG per lake chart
-    assert "report: report/index.html (5 charts as PNG beside it)" in proc.stdout
-    page = (tmp_path / "report" / "index.html").read_text()
+    assert "report: demo/report/index.html (5 charts as PNG beside it)" in proc.stdout
+    page = (tmp_path / "demo" / "report" / "index.html").read_text()
     for name in ("top_albums", "most_streamed_artists", "cluster_scatter", "cluster_profiles"):
         assert f'<img src="{name}.png"' in page
-        assert (tmp_path / "report" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+        assert (tmp_path / "demo" / "report" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
     # and with the local catalog, and two named queries over it
-    assert "8. local catalog: lake.duckdb (DuckDB views artists, albums, tracks_enriched" in (
+    assert "8. local catalog: demo/lake.duckdb (DuckDB views artists, albums, tracks_enriched" in (
         proc.stdout
     )
-    with duckdb.connect(str(tmp_path / "lake.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(tmp_path / "demo" / "lake.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM plays").fetchone()[0] == (
             pq.read_table(lake / "plays").num_rows
         )
@@ -136,9 +136,23 @@ def test_demo_runs_to_its_summary(tmp_path):
     assert "most streamed artists (spotify-stream query most_streamed_artists)" in proc.stdout
     first_row = proc.stdout.split("most streamed artists")[1].split("\n")[3]
     assert first_row.startswith(f" {artists} ")
-    # A second run starts the lake afresh (its broker does): still 500 tracks, not 1,000.
+    # A by-hand lake in ./lake is the user's: a second demo run starts its own lake
+    # afresh (its broker does: still 500 tracks, each once) and touches nothing else.
+    mine = tmp_path / "lake" / "curated" / "plays" / "dt=2026-01-01" / "hr=00"
+    mine.mkdir(parents=True)
+    (mine / "part-0-0000000000-0000000009.parquet").write_bytes(b"a by-hand session's rows")
+    (tmp_path / "lake" / "_pipeline.json").write_text("{}")
+    before = {p: p.read_bytes() for p in (tmp_path / "lake").rglob("*") if p.is_file()}
     again = demo("0")
-    assert "cleared the lake of an earlier demo run" in again.stdout
+    assert "cleared the lake and state of an earlier demo run in demo/" in again.stdout
     assert "no example recommendation: no plays of user user-000000" in again.stdout
     tracks = pq.read_table(lake / "tracks_enriched")["track_id"].to_pylist()
-    assert len(set(tracks)) == 500 and len(tracks) <= 1000
+    assert sorted(tracks) == sorted(set(tracks)) and len(tracks) == 500
+    assert {p: p.read_bytes() for p in (tmp_path / "lake").rglob("*") if p.is_file()} == before
+    # a directory the demo did not make is never cleared
+    proc = run("demo", "--dir", "lake", cwd=tmp_path)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (
+        "error: lake holds files the demo did not make; give the demo its own directory with --dir"
+    )
+    assert {p: p.read_bytes() for p in (tmp_path / "lake").rglob("*") if p.is_file()} == before

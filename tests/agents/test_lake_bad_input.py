@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 
 import duckdb
 import pytest
@@ -76,3 +77,51 @@ def test_a_lake_the_worker_cannot_write_is_one_line_at_start(
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(error.format(tmp=tmp_path)), line
+
+
+def test_a_lake_or_state_of_another_broker_stops_the_worker_with_one_line(fresh_settings, tmp_path):
+    """A lake and a worker state written against one broker, then a fresh broker: the
+    worker says which pipeline they belong to and writes nothing."""
+    from spotify_stream.embedded import EmbeddedBroker
+    from spotify_stream.ownership import LAKE_FILE, STATE_FILE
+
+    lake = tmp_path / "lake"
+    first = fresh_settings.model_copy(update={"lake": f"file://{lake}", "flush_seconds": 0.5})
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    asyncio.run(send_records(first, [(topics.PLAYS, {**p, "played_at": now}) for p in plays(50)]))
+    with WorkerProcess(first, tmp_path, "first") as worker:
+        assert wait_for(lambda: len(lake_rows(first, "plays")) == 50, 60)
+        state = worker.settings.data_dir
+    owner = json.loads((lake / LAKE_FILE).read_text())
+    assert json.loads((state / STATE_FILE).read_text()) == owner
+    before = {p: p.read_bytes() for p in lake.rglob("*") if p.is_file()}
+
+    with EmbeddedBroker() as other:
+        second = first.model_copy(update={"broker": f"kafka://{other.bootstrap}"})
+        # the old lake, a new state directory
+        proc = run(
+            "worker",
+            cwd=tmp_path,
+            env=settings_env(second.model_copy(update={"data_dir": tmp_path / "new-state"})),
+        )
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith(
+            f"error: the lake at file://{lake} belongs to pipeline {owner['id']}"
+        )
+        assert "set SPOTIFY_STREAM_LAKE to a new lake" in line
+        # the old state, a new lake
+        proc = run(
+            "worker",
+            cwd=tmp_path,
+            env=settings_env(
+                second.model_copy(update={"data_dir": state, "lake": f"file://{tmp_path}/new-lake"})
+            ),
+        )
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith(
+            f"error: the worker state in {state} was built against pipeline {owner['id']}"
+        )
+    assert {p: p.read_bytes() for p in lake.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "new-lake" / "curated").exists()
