@@ -125,13 +125,19 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
         # acks=False as Faust's own changelogs: no stream consumes them, so none is awaited.
         changelog = app.topic(topics.changelog(settings.app_id, name), schema=RAW, acks=False)
         faust_table = app.Table(
-            name, schema=RAW, partitions=settings.partitions, changelog_topic=changelog
+            name,
+            schema=RAW,
+            partitions=settings.partitions,
+            changelog_topic=changelog,
+            options=settings.rocksdb_options(),  # a dict of its own: Faust pops keys from it
         )
         return pipeline.table(faust_table)
 
     features, pending, enriched, panes, user_plays = (table(name) for name in topics.TABLES)
 
-    dimensions = DimensionStore(settings.data_dir / "dimensions", settings.dimension_cache)
+    dimensions = DimensionStore(
+        settings.data_dir / "dimensions", settings.dimension_cache, settings.rocksdb_options()
+    )
     leaderboard = Leaderboard()
     models = ModelHolder()
     index = TrackIndex()

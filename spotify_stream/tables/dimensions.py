@@ -14,7 +14,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from rocksdict import Options, Rdict
+from faust.stores.rocksdb import RocksDBOptions
+from rocksdict import Rdict
 
 from spotify_stream import topics
 from spotify_stream.models.codec import DecodeError, codec_for, millis, records_in
@@ -26,10 +27,11 @@ _VERSION = struct.Struct(">q")
 
 
 class DimensionStore:
-    def __init__(self, path: Path, cache_size: int) -> None:
+    def __init__(self, path: Path, cache_size: int, options: dict[str, int]) -> None:
+        """``options``: ``Settings.rocksdb_options``, as for the tables' stores."""
         shutil.rmtree(path, ignore_errors=True)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = Rdict(str(path), Options(raw_mode=True))
+        self._db = Rdict(str(path), RocksDBOptions(**options, use_rocksdict=True).as_options())
         self._cache: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in KINDS}
         self._cache_size = cache_size
         self.counts = dict.fromkeys(KINDS, 0)

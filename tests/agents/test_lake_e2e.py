@@ -29,9 +29,16 @@ def test_every_record_lands_in_s3_exactly_once(
         assert wait_for(lambda: all_enriched(settings, worker), 120)
         # The lake holds each topic's records, as a multiset: none lost, none twice.
         assert wait_for(lambda: not differences(settings), 120, interval=1), differences(settings)
-        stats = worker.get("/pipeline/stats")
+        lake = {name: len(lake_rows(settings, name)) for name in DATASETS}
+
+        def counted() -> dict | None:
+            # a flush's objects are visible a moment before the sink has counted them
+            stats = worker.get("/pipeline/stats")
+            rows = {name: stats["lake"][name]["rows"] for name in DATASETS}
+            return stats if rows == lake else None
+
+        stats = wait_for(counted, 10) or worker.get("/pipeline/stats")
     for name, topic in DATASETS.items():
-        rows = len(lake_rows(settings, name))
-        assert stats["lake"][name]["rows"] == rows == len(topic_records(settings, topic))
+        assert stats["lake"][name]["rows"] == lake[name] == len(topic_records(settings, topic))
         assert stats["lake"][name]["failures"] == 0
     assert len(lake_rows(settings, "plays")) == sent > 0

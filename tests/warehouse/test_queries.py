@@ -50,7 +50,8 @@ ORPHANS = [
 
 @pytest.fixture(scope="module")
 def lake(generated, tmp_path_factory):
-    """One pipeline run: the generated catalog and 3,001 scripted plays, landed in a file
+    """One pipeline run: the generated catalog and 3,000 scripted plays (and one the next
+    morning for each track played), landed in a file
     lake; the worker stopped, so every flush is written. Yields (settings, plays, models)."""
     workdir: Path = tmp_path_factory.mktemp("queries")
     with EmbeddedBroker() as broker:
@@ -76,8 +77,13 @@ def lake(generated, tmp_path_factory):
             }
             for i in range(3000)
         ]
-        # one play the next morning: its time passes every hourly window's end + grace
-        plays.append(plays[0] | {"played_at": start + dt.timedelta(hours=18)})
+        # a play of each track the next morning: its time passes every hourly window's
+        # end + grace in every partition its entities reach (each keeps its own clock)
+        morning = [
+            plays[0] | {"track_id": t, "played_at": start + dt.timedelta(hours=18)}
+            for t in sorted({p["track_id"] for p in plays})
+        ]
+        plays += morning
         with WorkerProcess(settings, workdir) as worker:
             asyncio.run(produce(settings, str(generated)))
             # two tracks whose album, artist and features never come: emitted incomplete
@@ -92,10 +98,10 @@ def lake(generated, tmp_path_factory):
                 180,
             )
 
-            # the next morning's play last, once the others are through: first, it would
-            # move the watermark past them all
-            for sent in (len(plays) - 1, len(plays)):
-                batch = plays[sent - 1 : sent] if sent == len(plays) else plays[:sent]
+            # the next morning's plays last, once the others are through: first, they
+            # would move the clocks past them all
+            for sent in (len(plays) - len(morning), len(plays)):
+                batch = plays[sent - len(morning) : sent] if sent == len(plays) else plays[:sent]
                 asyncio.run(send_records(settings, [(topics.PLAYS, p) for p in batch]))
                 assert wait_for(lambda n=sent: plays_drained(worker, settings, n), 60)
             # the windows the last play closed: out, landed, and no more coming
