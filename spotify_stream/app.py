@@ -211,8 +211,9 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
         by_partition: dict[int, list[dict[str, Any]]] = {}
         for event in events:
             plays = pipeline.records(event, "Play", "user_id")
-            await popularity.repartition_plays(pipeline, plays)
-            by_partition.setdefault(event.message.partition, []).extend(plays)
+            message = event.message
+            await popularity.repartition_plays(pipeline, message.partition, message.offset, plays)
+            by_partition.setdefault(message.partition, []).extend(plays)
         for partition, plays in by_partition.items():
             with user_plays.batch(partition):
                 await recent.remember(partition, plays)

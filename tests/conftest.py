@@ -27,11 +27,13 @@ def broker() -> Iterator[EmbeddedBroker]:
 
 @pytest.fixture
 def fresh_settings(tmp_path: Path) -> Iterator[Settings]:
-    """Settings on a broker of this test's own, so topic contents are this test's alone."""
+    """Settings on a broker of this test's own, so topic contents are this test's alone,
+    with a lake of its own (a lake belongs to one broker's pipeline)."""
     with EmbeddedBroker() as embedded:
         yield Settings(
             broker=f"kafka://{embedded.bootstrap}",
             data_dir=tmp_path / "state",
+            lake=f"file://{tmp_path}/lake",
             producer_idempotence="off",
             partitions=4,
             _env_file=None,

@@ -1,7 +1,11 @@
 """Rolling popularity: plays -> (entity, play) contributions -> windowed panes -> closed windows.
 
 Plays are keyed by user, the enriched tracks by track, and a window must see
-every play of its key, so this takes two repartitions:
+every play of its key, so this takes two repartitions. Each is at-least-once:
+after a crash an agent sends again what it had not committed. So every play
+carries its origin (the ``spotify.plays`` partition and a sequence number from
+its offset) through both, and the windows drop a contribution whose origin
+they have seen (``WindowClock.first_time``): a replay counts no play twice.
 
 1. ``plays``: forward each play keyed by track_id (``plays-by-track``), so it
    lands in the partition holding its enriched track;
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -26,6 +31,7 @@ from faust.types import EventT
 from spotify_stream import topics
 from spotify_stream.agents.pipeline import Pipeline
 from spotify_stream.ingest.reasons import Reason
+from spotify_stream.kafka import partition_for
 from spotify_stream.models import codec_for
 from spotify_stream.models.codec import millis
 from spotify_stream.tables import sketch
@@ -35,14 +41,24 @@ from spotify_stream.tables.windows import Aggregate, WindowClock, WindowSpec, pa
 log = logging.getLogger(__name__)
 
 _CLOCK = b"\x00clock"  # per partition in the panes table: its WindowClock
+#: A play's origin, after its track id in the ``plays-by-track`` key: its partition of
+#: ``spotify.plays`` and ``offset << 20 | index`` (its place in a ``Batch``).
+_ORIGIN = struct.Struct(">iq")
+_SEP = b"\x00"
 
 
-async def repartition_plays(pipeline: Pipeline, plays: Iterable[dict[str, Any]]) -> None:
-    """Step 1: plays keyed by user -> plays keyed by track."""
+async def repartition_plays(
+    pipeline: Pipeline, partition: int, offset: int, plays: list[dict[str, Any]]
+) -> None:
+    """Step 1: the plays of one message of ``spotify.plays`` -> plays keyed by track,
+    each with its origin in the key (the partition is its track id's)."""
     codec = codec_for("Play")
     target = pipeline.internal(topics.PLAYS_BY_TRACK)
-    for play in plays:
-        await pipeline.send(target, play["track_id"].encode(), codec.encode(play))
+    count = pipeline.sender.partitions[target]
+    for index, play in enumerate(plays):
+        track_id = play["track_id"].encode()
+        key = track_id + _SEP + _ORIGIN.pack(partition, offset << 20 | index)
+        await pipeline.send(target, key, codec.encode(play), partition_for(track_id, count))
 
 
 def contributions(play: dict[str, Any], track: dict[str, Any] | None) -> list[tuple[str, Any]]:
@@ -66,14 +82,19 @@ async def attribute_plays(
     target = pipeline.internal(topics.CONTRIBUTIONS)
     for event in events:
         partition = event.message.partition
+        _, _, origin = (event.message.key or b"").partition(_SEP)
+        source, seq = _ORIGIN.unpack(origin) if len(origin) == _ORIGIN.size else (-1, -1)
         for play in pipeline.records(event, "Play", "track_id"):
             raw = enriched.get(partition, play["track_id"].encode())
             track = track_codec.decode(raw) if raw else None
             if track is None:
                 pipeline.stats.events["plays_of_unknown_tracks"] += 1
             value = [millis(play["played_at"]), play["user_id"], play["skipped"]]
-            for key, popularity in contributions(play, track):
-                await pipeline.send(target, key.encode(), json.dumps([*value, popularity]).encode())
+            # a play's contributions in order, after it: two may reach one partition
+            for j, (key, popularity) in enumerate(contributions(play, track)):
+                order = seq << 16 | j if seq >= 0 else -1
+                contribution = [*value, popularity, f"{partition}:{source}", order]
+                await pipeline.send(target, key.encode(), json.dumps(contribution).encode())
 
 
 class PopularityWindows:
@@ -112,10 +133,13 @@ class PopularityWindows:
             clock.next_offset = message.offset + 1
             changed.add(partition)
             try:
-                played_at, user, skipped, popularity = json.loads(message.value)
+                played_at, user, skipped, popularity, origin, seq = json.loads(message.value)
                 entity = message.key.decode()
             except (ValueError, TypeError, AttributeError) as exc:
                 self.pipeline.dead_letter(event, Reason.UNDECODABLE, f"bad contribution: {exc}")
+                continue
+            if not clock.first_time(origin, seq):
+                stats.events["replayed_contributions"] += 1
                 continue
             if not clock.accepts(played_at):
                 stats.events["late_contributions"] += 1

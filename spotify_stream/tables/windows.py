@@ -82,7 +82,10 @@ class WindowClock:
 
     ``latest``: the newest event time accepted; ``emitted``: every window
     ending at or before it has been emitted; ``next_offset``: the first input
-    offset not yet applied (a replay skips what the state already holds).
+    offset not yet applied (a replay skips what the state already holds);
+    ``seen``: per origin of the records (a path through the repartitions), the
+    highest sequence number applied: records of one origin arrive in order, so
+    one at or below it is a copy an upstream replay sent again.
     """
 
     specs: tuple[WindowSpec, ...]
@@ -90,6 +93,17 @@ class WindowClock:
     latest: int | None = None
     emitted: int | None = None
     next_offset: int = 0
+    seen: dict[str, int] = field(default_factory=dict)
+
+    def first_time(self, origin: str, seq: int) -> bool:
+        """Whether the record ``seq`` of ``origin`` is new (a negative ``seq``: unknown,
+        always new); if so, it is marked seen."""
+        if seq < 0:
+            return True
+        if seq <= self.seen.get(origin, -1):
+            return False
+        self.seen[origin] = seq
+        return True
 
     @property
     def closed(self) -> int | None:
@@ -126,10 +140,10 @@ class WindowClock:
         return [(spec, end) for end, _, spec in sorted(windows, key=lambda w: w[:2])]
 
     def dumps(self) -> bytes:
-        return json.dumps([self.latest, self.emitted, self.next_offset]).encode()
+        return json.dumps([self.latest, self.emitted, self.next_offset, self.seen]).encode()
 
     def load(self, raw: bytes) -> None:
-        self.latest, self.emitted, self.next_offset = json.loads(raw)
+        self.latest, self.emitted, self.next_offset, self.seen = json.loads(raw)
 
 
 @dataclass

@@ -148,3 +148,14 @@ def test_listener_sketch_is_exact_below_k_and_close_above():
         estimate = sketch.estimate(sketch.merge([sketch.listener_hash(u) for u in users]))
         errors.append(abs(estimate - len(users)) / len(users))
     assert sorted(errors)[10] < 0.15  # median relative error, against ~12.7% expected
+
+
+def test_a_copy_sent_again_by_an_upstream_replay_is_seen_once():
+    clock = WindowClock(SPECS, GRACE)
+    assert [clock.first_time("0:1", s) for s in (5, 6, 9)] == [True, True, True]
+    assert clock.first_time("1:1", 5)  # another path: its own sequence
+    assert [clock.first_time("0:1", s) for s in (6, 9, 10)] == [False, False, True]
+    assert clock.first_time("0:1", -1) and clock.first_time("0:1", -1)  # origin unknown
+    restored = WindowClock(SPECS, GRACE)
+    restored.load(clock.dumps())
+    assert restored == clock and not restored.first_time("1:1", 5)
