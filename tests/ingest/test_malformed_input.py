@@ -201,3 +201,49 @@ async def test_ctrl_c_flushes_and_reports(fresh_settings, data, tmp_path):
     assert got[topics.ALBUMS.name] > 0 and got[topics.TRACKS.name] < TRACKS
     albums_line = next(line for line in stdout.splitlines() if "spotify.albums" in line)
     assert f"{got[topics.ALBUMS.name]:,}" in albums_line  # the summary counts what arrived
+
+
+async def test_values_a_csv_holds_and_a_schema_cannot_are_rejected_with_a_reason(
+    fresh_settings, data, pristine, tmp_path
+):
+    """The cells that crashed produce (a long past Avro's, an int past 2^31, a float
+    too large for a long, a list literal nested past Python's parser): each row is
+    rejected as bad_value and produce ends with its summary."""
+    import csv
+
+    def hostile(name: str, cells: dict[int, dict[str, str]]) -> None:
+        with open(data / name, newline="", encoding="utf-8-sig") as fh:
+            table = list(csv.DictReader(fh))
+            header = list(table[0])
+        for row, values in cells.items():
+            table[row].update(values)
+        with open(data / name, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, header)
+            writer.writeheader()
+            writer.writerows(table)
+
+    hostile(ALBUMS_FILE, {3: {"duration_ms": "9223372036854775808"}})
+    hostile(
+        ARTISTS_FILE,
+        {2: {"followers": "1e30"}, 5: {"artist_genres": "[" * 50_000 + "]" * 50_000}},
+    )
+    hostile(FEATURES_FILE, {4: {"time_signature": str(2**31)}})
+    proc = run_produce(fresh_settings, data, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    summary = proc.stdout
+    for name in (ALBUMS_FILE, ARTISTS_FILE, FEATURES_FILE, TRACKS_FILE):
+        (line,) = [row for row in summary.splitlines() if name in row]
+        read, produced, rejected = (int(c.strip().replace(",", "")) for c in line.split("│")[2:5])
+        assert read == produced + rejected == rows(pristine / name)
+    letters = await dead_letters(fresh_settings)
+    assert sorted((d["source"], d["reason"], d["row"]) for d in letters) == [
+        (ALBUMS_FILE, "bad_value", 4),
+        (ARTISTS_FILE, "bad_value", 3),
+        (FEATURES_FILE, "bad_value", 5),
+    ]
+    details = {d["source"]: d["detail"] for d in letters}
+    assert "outside the range of an Avro long" in details[ALBUMS_FILE]
+    assert "outside the range of an Avro int" in details[FEATURES_FILE]
+    got = await counts(fresh_settings)
+    assert got[topics.ARTISTS.name] == rows(pristine / ARTISTS_FILE) - 1  # the deep list is kept
