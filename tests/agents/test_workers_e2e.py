@@ -50,9 +50,16 @@ def test_a_killed_worker_is_replaced_without_loss_or_change(fresh_settings, gene
     # enough here that no track expires while the replacement joins the group.
     settings = fresh_settings.model_copy(update={"join_max_wait": 120})
     expected = reference_enriched(generated)
-    producing = produce_in_background(settings, generated)
+    # slow enough that the tracks come over seconds: the kill falls among them
+    producing = produce_in_background(settings, generated, rate=1000)
     first = WorkerProcess(settings, tmp_path, "first").start()
-    assert wait_for(lambda: len(enriched_by_key(settings)) > 300, 60)
+    consumed: list[int] = []
+
+    def midway() -> bool:  # tracks read (some held for the first cluster model)
+        consumed.append(first.topic_stats(topics.TRACKS.name).get("records_in", 0))
+        return consumed[-1] > 300
+
+    assert wait_for(midway, 60)
     first.stop(signal.SIGKILL)
     partial = len(enriched_by_key(settings))
 
@@ -61,9 +68,12 @@ def test_a_killed_worker_is_replaced_without_loss_or_change(fresh_settings, gene
         producing.join(60)
         got = wait_for(lambda: len(e := enriched_by_key(settings)) == GENERATED_TRACKS and e, 120)
         stats = second.get("/pipeline/stats")
-    assert partial < GENERATED_TRACKS, "the kill happened mid-run"
+    assert consumed[-1] < GENERATED_TRACKS, "the kill happened mid-run"
     repeats = assert_equals_reference(got, expected)
-    print(f"killed after {partial} enriched tracks; {repeats} identical repeats after restart")
+    print(
+        f"killed after {consumed[-1]} tracks read, {partial} enriched; "
+        f"{repeats} identical repeats after restart"
+    )
     assert stats["pending_joins"] == 0
 
 
