@@ -412,10 +412,10 @@ def query(
     from spotify_stream import console
     from spotify_stream.warehouse.query import named, named_queries, run_duckdb
 
-    if list_:
+    if list_ or (name is None and sql is None):  # no arguments: what there is to run
         console.query_list(named_queries().values())
         return
-    if (name is None) == (sql is None):
+    if name is not None and sql is not None:
         raise click.UsageError("give a query NAME or --sql, not both")
     values = {}
     for param in params:

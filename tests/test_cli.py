@@ -156,3 +156,28 @@ def test_demo_runs_to_its_summary(tmp_path):
         "error: lake holds files the demo did not make; give the demo its own directory with --dir"
     )
     assert {p: p.read_bytes() for p in (tmp_path / "lake").rglob("*") if p.is_file()} == before
+
+
+def test_query_mistakes_are_one_line(tmp_path):
+    """A typo in --sql and an unreachable S3 lake are the user's to fix: one error line,
+    never an internal error; no arguments lists the queries."""
+    proc = run("query", "--sql", "selec 1", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: the SQL does not parse: Invalid expression / Unexpected token")
+    env = {
+        "SPOTIFY_STREAM_LAKE": "s3://nobucket/x",
+        "SPOTIFY_STREAM_S3_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    proc = run("query", "top_albums", cwd=tmp_path, env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: cannot read the lake at s3://nobucket/x: ")
+    proc = run("query", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "most_streamed_artists" in proc.stdout and "top_albums" in proc.stdout
+    proc = run("query", "top_albums", "--sql", "select 1", cwd=tmp_path)
+    assert proc.returncode == 2 and "give a query NAME or --sql, not both" in proc.stderr

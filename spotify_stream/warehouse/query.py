@@ -122,7 +122,10 @@ def run_duckdb(settings: Settings | None, athena_sql: str, marts: bool = True) -
     import duckdb
     import sqlglot
 
-    sql = sqlglot.transpile(athena_sql, read="athena", write="duckdb")[0]
+    try:
+        sql = sqlglot.transpile(athena_sql, read="athena", write="duckdb")[0]
+    except sqlglot.errors.SqlglotError as exc:  # a typo in --sql: the user's, not ours
+        raise UserError(f"the SQL does not parse: {exc}".splitlines()[0]) from None
     with duckdb.connect() as con:
         if settings is None:
             empty = [
