@@ -59,17 +59,6 @@ async def send_plays(
         await producer.stop()
 
 
-def drained(worker: WorkerProcess, settings, sent: int) -> bool:
-    flow = worker.get("/pipeline/stats")["topics"]
-    if flow.get(topics.PLAYS.name, {}).get("records_in", 0) < sent:
-        return False
-    for name in (topics.PLAYS_BY_TRACK, topics.CONTRIBUTIONS):
-        internal = flow.get(topics.internal(settings.app_id, name), {})
-        if internal.get("records_in", 0) < internal.get("messages_out", 1):
-            return False
-    return True
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tracks", type=int, default=5000)
@@ -106,7 +95,7 @@ def main() -> None:
                 n = min(args.round, args.plays - sent)
                 asyncio.run(send_plays(settings, simulator, sent, n, start_ms, args.step_ms))
                 sent += n
-                if not wait_for(lambda n=sent: drained(worker, settings, n), 600, interval=1):
+                if not wait_for(lambda n=sent: worker.plays_through(n), 600, interval=1):
                     raise worker_failed(worker, f"the worker did not read {sent:,} plays")
                 rss = rss_mb(worker.process.pid)
                 print(

@@ -92,18 +92,13 @@ async def send_records(settings: Settings, records: list[tuple[Topic, dict]]) ->
         await producer.stop()
 
 
-def plays_drained(worker, settings: Settings, sent: int) -> bool:
+def plays_drained(worker, sent: int) -> bool:
     """Every play sent read by ``worker``, through both repartitions, and the windows it
     closed landed in the lake."""
     stats = worker.get("/pipeline/stats")
-    flow = stats["topics"]
-    if flow.get(topics.PLAYS.name, {}).get("records_in", 0) < sent:
+    if not worker.plays_through(sent, stats):
         return False
-    for name in (topics.PLAYS_BY_TRACK, topics.CONTRIBUTIONS):
-        internal = flow.get(topics.internal(settings.app_id, name), {})
-        if internal.get("records_in", 0) < internal.get("messages_out", 1):
-            return False
-    out = flow.get(topics.POPULARITY.name, {}).get("messages_out", 0)
+    out = stats["topics"].get(topics.POPULARITY.name, {}).get("messages_out", 0)
     return stats["lake"]["popularity"]["read"] >= out
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from spotify_stream import topics
 from spotify_stream.embedded.broker import free_port
 from spotify_stream.errors import UserError
 from spotify_stream.settings import Settings
@@ -99,6 +100,18 @@ class WorkerProcess:
             return self.get("/pipeline/stats")["topics"].get(topic, {})
         except OSError:
             return {}
+
+    def plays_through(self, sent: int, stats: dict[str, Any] | None = None) -> bool:
+        """Whether ``sent`` plays were read, and through both popularity repartitions
+        (from ``stats``, ``/pipeline/stats``, when the caller has them)."""
+        flow = (stats or self.get("/pipeline/stats"))["topics"]
+        if flow.get(topics.PLAYS.name, {}).get("records_in", 0) < sent:
+            return False
+        for name in (topics.PLAYS_BY_TRACK, topics.CONTRIBUTIONS):
+            internal = flow.get(topics.internal(self.settings.app_id, name), {})
+            if internal.get("records_in", 0) < internal.get("messages_out", 1):
+                return False
+        return True
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int | None:
         if self.process is None:

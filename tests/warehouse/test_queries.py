@@ -103,7 +103,7 @@ def lake(generated, tmp_path_factory):
             for sent in (len(plays) - len(morning), len(plays)):
                 batch = plays[sent - len(morning) : sent] if sent == len(plays) else plays[:sent]
                 asyncio.run(send_records(settings, [(topics.PLAYS, p) for p in batch]))
-                assert wait_for(lambda n=sent: plays_drained(worker, settings, n), 60)
+                assert wait_for(lambda n=sent: plays_drained(worker, n), 60)
             # the windows the last play closed: out, landed, and no more coming
             seen: list[int] = []
 

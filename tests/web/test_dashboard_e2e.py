@@ -65,7 +65,7 @@ class Pipeline:
             assert wait_for(self.drained, 60)
 
     def drained(self) -> bool:
-        return plays_drained(self.worker, self.settings, self.sent) and (
+        return plays_drained(self.worker, self.sent) and (
             self.worker.get("/pipeline/stats")["lake"]["plays"]["read"] >= self.sent
         )
 
