@@ -72,7 +72,7 @@ def wait_settled(settings, workers: list[WorkerProcess], tracks: int) -> list[Cl
         seen = {(w.get("/pipeline/stats")["cluster_model"] or {}).get("version") for w in workers}
         return models if seen == {models[-1].version} else None
 
-    models = wait_for(settled, 60)
+    models = wait_for(settled, 120)  # versions follow the last tracks to reach the trainer
     assert models, "the model did not learn every track, or the workers disagree on it"
     return models
 
