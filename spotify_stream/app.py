@@ -273,6 +273,7 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
         dimensions=dimensions,
         enricher=enricher,
         leaderboard=leaderboard,
+        windows=windows,
         index=index,
         recent=recent,
         sinks=sinks,

@@ -13,12 +13,35 @@ from typing import Any, TypeVar
 import click
 
 from spotify_stream import __version__
-from spotify_stream.errors import UserError
-from spotify_stream.runtime import import_early, run_async, tune_gc
+from spotify_stream.errors import UsageError, UserError
+from spotify_stream.runtime import Interrupted, import_early, run_async, tune_gc
 from spotify_stream.settings import Settings, get_settings
 
 T = TypeVar("T")
 log = logging.getLogger("spotify_stream")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class Duration(click.ParamType):
+    """Seconds from ``90``, ``90s``, ``15m``, ``2h`` or ``1d``."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value).strip().lower()
+        unit = _UNITS.get(text[-1:])
+        number = text[:-1] if unit else text
+        try:
+            seconds = float(number) * (unit or 1)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration such as 90s, 15m, 2h or 1d", param, ctx)
+        if seconds < 0:
+            self.fail(f"{value!r} is negative", param, ctx)
+        return seconds
 
 
 def _dataset_names() -> list[str]:
@@ -42,16 +65,33 @@ def _setup_logging(verbose: bool) -> None:
     # aiokafka logs every failed connection attempt; our own one-line errors say it once.
     logging.getLogger("aiokafka").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
     # "Found credentials in environment variables": which source, on every client.
-    logging.getLogger("aiobotocore.credentials").setLevel(
-        logging.DEBUG if verbose else logging.WARNING
-    )
+    for name in ("aiobotocore.credentials", "botocore.credentials"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _directory(path: Path) -> Path:
+    """``path`` created if missing, or one line saying why it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the directory {path}: {exc.strerror}") from None
+    return path
+
+
+def _lake_settings() -> Settings:
+    """The settings of a command that reads the lake, once the lake is there to read."""
+    from spotify_stream.sink.storage import require_lake
+
+    settings = _settings()
+    require_lake(settings)
+    return settings
 
 
 def _settings() -> Settings:
     try:
         return get_settings()
     except Exception as exc:  # pydantic ValidationError: name the variable
-        raise UserError(f"invalid setting: {exc}".replace("\n", " ")) from None
+        raise UsageError(f"invalid setting: {exc}".replace("\n", " ")) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -130,6 +170,7 @@ def generate(out_dir: Path, tracks: int, seed: int, anomalies: float) -> None:
     """Write a realistic synthetic data set in the Kaggle "Spotify Dataset 2023" format."""
     from spotify_stream.ingest.generator import generate as run
 
+    _directory(out_dir)
     written = run(out_dir, tracks, seed=seed, anomalies=anomalies, progress=log.info)
     total = sum(written.values())
     click.echo(f"wrote {total:,} rows in {len(written)} files to {out_dir}")
@@ -149,7 +190,11 @@ def generate(out_dir: Path, tracks: int, seed: int, anomalies: float) -> None:
     help="Messages per second at most (default: as fast as Kafka takes them).",
 )
 @click.option(
-    "--limit", type=click.IntRange(min=1), default=None, help="Read at most N rows of each file."
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Only the first N rows of the tracks file, with their album rows, audio features "
+    "and artists (a small catalog whose every track joins whole).",
 )
 @click.option(
     "--batch",
@@ -172,10 +217,16 @@ def produce(source: str, rate: float | None, limit: int | None, batch: int | Non
     settings = _settings()
     if batch:
         settings = settings.model_copy(update={"input_batch_records": batch})
-    with console.file_progress() as update:
-        result = run_async(
-            lambda stop: run(settings, source, rate=rate, limit=limit, stop=stop, progress=update)
-        )
+    try:
+        with console.file_progress() as update:
+            result = run_async(
+                lambda stop: run(
+                    settings, source, rate=rate, limit=limit, stop=stop, progress=update
+                )
+            )
+    except Interrupted as exc:  # what was sent before Ctrl-C is in Kafka: say what
+        console.produce_summary(exc.result)
+        raise
     console.produce_summary(result)
     if result.file_errors:
         raise UserError("; ".join(result.file_errors), exit_code=1)
@@ -204,19 +255,55 @@ def produce(source: str, rate: float | None, limit: int | None, batch: int | Non
     help="Seconds to run.",
 )
 @click.option("--seed", type=int, default=None, help="Random seed for a repeatable run.")
-def simulate_plays(rate: float, users: int, duration: float, seed: int | None) -> None:
+@click.option(
+    "--backfill",
+    type=Duration(),
+    default="0",
+    metavar="DURATION",
+    help="First send --backfill-plays plays played over this past period (e.g. 2h, 90m), "
+    "in time order: popularity windows close without waiting for an hour to pass.",
+)
+@click.option(
+    "--backfill-plays",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    help="Plays of the --backfill period.",
+)
+def simulate_plays(
+    rate: float,
+    users: int,
+    duration: float,
+    seed: int | None,
+    backfill: float,
+    backfill_plays: int,
+) -> None:
     """Send listening events to spotify.plays, choosing tracks by popularity.
 
-    The catalog is read from spotify.tracks, so run `produce` first.
+    The catalog is read from spotify.tracks, so run `produce` first. A
+    popularity window closes once plays pass its end (an hour by default):
+    --backfill fills past windows at once.
+    Example: spotify-stream simulate-plays --backfill 2h --duration 30
     """
     from spotify_stream.ingest.plays import run_simulation
 
     settings = _settings()
-    sent = run_async(
-        lambda stop: run_simulation(
-            settings, rate=rate, users=users, duration=duration, seed=seed, stop=stop
+    try:
+        sent = run_async(
+            lambda stop: run_simulation(
+                settings,
+                rate=rate,
+                users=users,
+                duration=duration,
+                seed=seed,
+                stop=stop,
+                backfill=backfill,
+                backfill_plays=backfill_plays,
+            )
         )
-    )
+    except Interrupted as exc:
+        click.echo(f"sent {exc.result:,} plays to spotify.plays")
+        raise
     click.echo(f"sent {sent:,} plays to spotify.plays")
 
 
@@ -308,7 +395,8 @@ def report(out_dir: Path) -> None:
     from spotify_stream import console
     from spotify_stream.dashboard.report import write_report
 
-    settings = _settings()
+    settings = _lake_settings()
+    _directory(out_dir)
     with console.out.status("reading the lake"):
         result = run_async(lambda _stop: write_report(settings, out_dir))
     console.report_summary(result)
@@ -349,6 +437,8 @@ def catalog_sync(target: str, duckdb_path: Path) -> None:
     from spotify_stream.warehouse.catalog import sync_glue, sync_local
 
     settings = _settings()
+    if target == "local":
+        _directory(duckdb_path.parent)
     storage = storage_for(settings)
 
     async def run() -> Any:
@@ -391,9 +481,11 @@ def catalog_sync(target: str, duckdb_path: Path) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "csv", "json"]),
+    type=click.Choice(["table", "csv", "json", "jsonl"]),
     default="table",
     show_default=True,
+    help="table: for a terminal (a block per row when the columns do not fit); csv; "
+    "json: one JSON array; jsonl: one JSON object per line. Lists are JSON in csv and table.",
 )
 @click.option("--list", "list_", is_flag=True, help="List the named queries and their parameters.")
 def query(
@@ -410,7 +502,8 @@ def query(
     Example: spotify-stream query most_streamed_artists --param n=5 --format csv
     """
     from spotify_stream import console
-    from spotify_stream.warehouse.query import named, named_queries, run_duckdb
+    from spotify_stream.sink.storage import require_lake
+    from spotify_stream.warehouse.query import named, named_queries, run_duckdb, to_duckdb
 
     if list_ or (name is None and sql is None):  # no arguments: what there is to run
         console.query_list(named_queries().values())
@@ -436,6 +529,8 @@ def query(
         with console.out.status("waiting for Athena"):
             result = run_async(lambda _stop: run_athena(settings, statement))
     else:
+        to_duckdb(statement)  # a typo first, then where the lake is
+        require_lake(settings)
         result = run_duckdb(settings, statement)
     console.query_result(result, fmt)
 
@@ -641,20 +736,36 @@ def deploy_ec2_command(render_dir: Path) -> None:
     console.out.print("wrote " + ", ".join(str(p) for p in written))
 
 
+def _arguments(argv: list[str]) -> tuple[list[str], bool]:
+    """The arguments with -v/--verbose moved to the front, where the group takes it, so
+    that it works anywhere on the line (a worker's own options after ``--`` stay)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    verbose = any(a in ("-v", "--verbose") for a in argv[:end])
+    rest = [a for i, a in enumerate(argv) if i >= end or a not in ("-v", "--verbose")]
+    return (["--verbose", *rest] if verbose else rest), verbose
+
+
 def main() -> None:
-    verbose = "-v" in sys.argv[1:] or "--verbose" in sys.argv[1:]
+    args, verbose = _arguments(sys.argv[1:])
     try:
-        cli.main(prog_name="spotify-stream", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+        cli.main(args, prog_name="spotify-stream", standalone_mode=False)
+    except (click.exceptions.Abort, KeyboardInterrupt, Interrupted):
+        click.echo("interrupted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # one line, and where the help is
+        command = exc.ctx.command_path if exc.ctx else "spotify-stream"
+        click.echo(f"error: {exc.format_message()} (see {command} --help)", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except Exception as exc:
+        if isinstance(exc, OSError) and exc.filename is not None and not verbose:
+            click.echo(f"error: {exc.filename}: {exc.strerror}", err=True)  # a path given
+            sys.exit(1)
         if verbose:
             raise
         click.echo(

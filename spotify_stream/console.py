@@ -67,8 +67,8 @@ def file_progress() -> Iterator[ProgressCallback]:
 
 
 def produce_summary(result: ProduceResult) -> None:
-    table = Table(title="Produced", title_justify="left")
-    for column in ("file", "read", "produced", "rejected", "rejected by reason"):
+    table = Table(title="Rows of each file", title_justify="left")
+    for column in ("file", "read", "accepted", "rejected", "rejected by reason"):
         left = column in ("file", "rejected by reason")
         table.add_column(column, justify="left" if left else "right", no_wrap=column == "file")
     for name, stats in result.files.items():
@@ -81,7 +81,11 @@ def produce_summary(result: ProduceResult) -> None:
             (stats.error and f"[red]{stats.error}[/]") or reasons,
         )
     out.print(table)
-    topics = Table(title="Messages acknowledged by Kafka", title_justify="left")
+    topics = Table(
+        title="Messages acknowledged by Kafka (one per entity: the albums file has a row "
+        "per track)",
+        title_justify="left",
+    )
     topics.add_column("topic")
     topics.add_column("messages", justify="right")
     for topic, count in sorted(result.messages.items()):
@@ -243,25 +247,63 @@ def query_list(queries: Iterable[NamedQuery]) -> None:
 
 
 def query_result(result: pa.Table, fmt: str) -> None:
-    """A query's rows on stdout: a table for people, CSV or JSON lines for programs."""
+    """A query's rows on stdout: a table for people (one block per row when the columns
+    do not fit the terminal); CSV, a JSON array or JSON lines for programs. Lists and
+    structs are JSON inside a CSV cell or a table cell."""
+    import csv
+    import json
     import sys
 
-    if fmt == "csv":
-        import pyarrow.csv as pacsv
+    from spotify_stream.dashboard.data import jsonable
 
-        pacsv.write_csv(result, sys.stdout.buffer)
-        return
     rows = result.to_pylist()
     if fmt == "json":
-        import json
-
-        for row in rows:
-            sys.stdout.write(json.dumps(row, default=str) + "\n")
+        json.dump(jsonable(rows), sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
         return
-    table = Table(show_edge=False)
-    for name in result.column_names:
-        table.add_column(name)
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row.values()))
-    out.print(table)
+    if fmt == "jsonl":
+        for row in rows:
+            sys.stdout.write(json.dumps(jsonable(row), ensure_ascii=False) + "\n")
+        return
+    cells = [[_cell(v) for v in row.values()] for row in rows]
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(result.column_names)
+        writer.writerows(cells)
+        return
+    widths = [
+        max([len(name), *(len(row[i]) for row in cells)]) + 3
+        for i, name in enumerate(result.column_names)
+    ]
+    if sum(widths) <= out.width:
+        table = Table(show_edge=False)
+        for name in result.column_names:
+            table.add_column(name)
+        for row in cells:
+            table.add_row(*row)
+        out.print(table)
+    else:  # psql's expanded display: a name-value block per row
+        for n, row in enumerate(cells, 1):
+            block = Table(
+                show_edge=False, show_header=False, title=f"row {n}", title_justify="left"
+            )
+            block.add_column(style="bold")
+            block.add_column(overflow="fold")
+            for name, value in zip(result.column_names, row, strict=True):
+                block.add_row(name, value)
+            out.print(block)
     out.print(f"{len(rows):,} rows")
+
+
+def _cell(value: object) -> str:
+    """A value as text: ISO 8601 times, lists and structs as JSON, NULL as nothing."""
+    import json
+
+    from spotify_stream.dashboard.data import jsonable
+
+    value = jsonable(value)
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)

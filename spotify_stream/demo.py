@@ -14,6 +14,8 @@ lake and state, and only there: a directory the demo did not make (no
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import shutil
 from collections.abc import Awaitable
 from pathlib import Path
@@ -23,11 +25,11 @@ from spotify_stream import console, topics
 from spotify_stream.dashboard.report import write_report
 from spotify_stream.embedded import EmbeddedBroker
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
-from spotify_stream.errors import UserError
+from spotify_stream.errors import UsageError, UserError
 from spotify_stream.ingest.generator import generate
 from spotify_stream.ingest.plays import run_simulation
 from spotify_stream.ingest.producer import produce
-from spotify_stream.runtime import run_async
+from spotify_stream.runtime import Interrupted, run_async
 from spotify_stream.settings import Settings
 from spotify_stream.sink.objects import inventory
 from spotify_stream.sink.storage import Storage, storage_for
@@ -36,6 +38,8 @@ from spotify_stream.warehouse.query import named, run_duckdb
 
 T = TypeVar("T")
 STAMP = ".spotify-stream-demo"
+BACKFILL_SECONDS, BACKFILL_PLAYS = 2 * 3600, 3000
+POPULARITY_TOP = "/popularity/top?entity=artist&window=1h"
 
 
 def run_demo(
@@ -55,26 +59,28 @@ def run_demo(
                 "cluster_warmup": max(10, min(settings.cluster_warmup, tracks // 4)),
             }
         )
-        console.out.print(f"1. embedded broker on {broker.bootstrap}")
+        step = _Steps()
+        step(f"embedded broker on {broker.bootstrap}")
         written = generate(data_dir, tracks, seed=42, anomalies=0.01)
-        console.out.print(
-            f"2. generated {tracks:,} tracks in {data_dir}/ ({sum(written.values()):,} rows, 1% anomalies)"
+        step(
+            f"generated {tracks:,} tracks in {data_dir}/ "
+            f"({sum(written.values()):,} rows in 4 files, 1% anomalies)"
         )
         worker = WorkerProcess(
             settings, Path(settings.data_dir), "demo-worker", web_port=settings.web_port
         )
-        with console.out.status("3. starting a stream worker"):
+        with console.out.status("starting a stream worker"):
             worker.start()
-        console.out.print(f"3. stream worker running (log: {worker.log})")
+        step(f"stream worker running (log: {worker.log})")
         try:
-            console.out.print("4. producing the catalog")
+            step("producing the catalog")
             with console.file_progress() as update:
                 result = run_async(
                     lambda stop: produce(settings, str(data_dir), stop=stop, progress=update)
                 )
             console.produce_summary(result)
             produced = result.messages[topics.TRACKS.name]
-            with console.out.status("5. enriching tracks"):
+            with console.out.status("enriching tracks"):
                 wait_for(
                     lambda: (
                         worker.topic_stats(topics.TRACKS.name).get("records_in", 0) >= produced
@@ -82,31 +88,49 @@ def run_demo(
                     ),
                     120,
                 )
+            step(
+                f"enriched the {produced:,} track messages (joined with albums, artists, features)"
+            )
             if duration > 0:
-                console.out.print(f"6. simulating plays for {duration:g} s")
-                sent = run_async(
-                    lambda stop: run_simulation(
-                        settings, rate=200, users=500, duration=duration, seed=42, stop=stop
+                with console.out.status("simulating plays"):
+                    sent = run_async(
+                        lambda stop: run_simulation(
+                            settings,
+                            rate=200,
+                            users=500,
+                            duration=duration,
+                            seed=42,
+                            stop=stop,
+                            backfill=BACKFILL_SECONDS,
+                            backfill_plays=BACKFILL_PLAYS,
+                        )
                     )
+                    wait_for(
+                        lambda: (
+                            _plays_counted(worker, sent)
+                            and bool(worker.get(f"{POPULARITY_TOP}&n=1")["top"])
+                        ),
+                        60,
+                    )
+                step(
+                    f"sent {sent:,} plays: {BACKFILL_PLAYS:,} played over the past "
+                    f"{BACKFILL_SECONDS // 3600} hours, then {duration:g} s of live plays"
                 )
-                console.out.print(f"   sent {sent:,} plays to spotify.plays")
-                wait_for(
-                    lambda: worker.topic_stats(topics.PLAYS.name).get("records_in", 0) >= sent, 30
-                )
-            with console.out.status("   waiting for the cluster model"):
-                wait_for(
-                    lambda: (
-                        (stats := worker.get("/pipeline/stats"))["cluster_model"]
-                        and stats["unlabelled_tracks"] == 0
-                    ),
-                    60,
-                )
+                _popularity(worker)
+            with console.out.status("waiting for the cluster model"):
+                wait_for(lambda: _profiled(worker.get("/pipeline/stats")), 60)
+            stats = worker.get("/pipeline/stats")
+            step(
+                f"cluster model version {stats['cluster_model']['version']} profiles "
+                f"{stats['events'].get('profiled_tracks', 0):,} tracks"
+            )
             _example_recommendation(worker)
             stats = worker.get("/pipeline/stats")
             console.worker_summary(stats, worker.url)
             if serve:
                 console.out.print("serving the monitoring pages; Ctrl-C stops the demo")
-                run_async(lambda stop: stop.wait())
+                with contextlib.suppress(Interrupted):  # how serving ends; the demo goes on
+                    run_async(lambda stop: stop.wait())
             # The sink writes what it holds when the worker stops: first let it read all.
             expected = {
                 dataset: stats["topics"].get(topic, {}).get(count, 0)
@@ -114,11 +138,12 @@ def run_demo(
                     ("artists", topics.ARTISTS.name, "records_in"),
                     ("albums", topics.ALBUMS.name, "records_in"),
                     ("plays", topics.PLAYS.name, "records_in"),
+                    ("popularity", topics.POPULARITY.name, "messages_out"),
                     ("tracks_enriched", topics.ENRICHED.name, "messages_out"),
                     ("clusters", topics.CLUSTERS.name, "messages_out"),
                 )
             }
-            with console.out.status("7. landing the lake"):
+            with console.out.status("landing the lake"):
                 wait_for(
                     lambda: all(
                         worker.get("/pipeline/stats")["lake"][dataset]["read"] >= n
@@ -130,22 +155,68 @@ def run_demo(
             worker.stop()
         storage = storage_for(worker.settings)
         counts = run_async(lambda _stop: _closing(storage, inventory(storage)))
+        step("the worker stopped; its sink landed the lake")
         console.lake_summary(counts, storage.url)
-        console.report_summary(run_async(lambda _stop: write_report(worker.settings, report_dir)))
-        _warehouse(worker.settings, storage, workdir / "lake.duckdb")
+        report = run_async(lambda _stop: write_report(worker.settings, report_dir))
+        step(f"report: {report.index} ({len(report.pngs)} charts as PNG beside it)")
+        _warehouse(worker.settings, storage, workdir / "lake.duckdb", step)
     console.out.print("demo finished; the embedded broker is stopped (its data was in memory)")
 
 
-def _warehouse(settings: Settings, storage: Storage, catalog: Path) -> None:
+class _Steps:
+    """The demo's numbered lines, each printed once its step is done."""
+
+    def __init__(self) -> None:
+        self.done = 0
+
+    def __call__(self, line: str) -> None:
+        self.done += 1
+        console.out.print(f"{self.done}. {line}")
+
+
+def _popularity(worker: WorkerProcess) -> None:
+    """The last closed hourly window, which the backfilled plays closed."""
+    top = worker.get(f"{POPULARITY_TOP}&n=1000")["top"]
+    if not top:
+        console.out.print("   no hourly popularity window has closed yet")
+        return
+    start, end = (dt.datetime.fromisoformat(top[0][k]) for k in ("window_start", "window_end"))
+    status, artist = worker.get_status(f"/artists/{top[0]['entity_id']}")
+    name = artist.get("name") if status == 200 else None
+    console.out.print(
+        f"   popularity: {len(top):,} artists played in the last closed hour "
+        f"({start:%H:%M}-{end:%H:%M} UTC), most by {name or top[0]['entity_id']} "
+        f"({top[0]['plays']:,} plays): {worker.url}{POPULARITY_TOP}&n=10"
+    )
+
+
+def _plays_counted(worker: WorkerProcess, sent: int) -> bool:
+    return worker.topic_stats(topics.PLAYS.name).get("records_in", 0) >= sent
+
+
+def _warehouse(settings: Settings, storage: Storage, catalog: Path, step: _Steps) -> None:
     """The local catalog over the lake, and two named queries run on it."""
     views = run_async(lambda _stop: _closing(storage, sync_local(settings, storage, str(catalog))))
-    console.out.print(f"8. local catalog: {catalog} (DuckDB views {', '.join(views)})")
+    step(f"local catalog: {catalog} (DuckDB views {', '.join(views)})")
     for name, params, title in (
         ("top_albums", {"n": "5"}, "top albums of the last 5 years"),
         ("most_streamed_artists", {"n": "5"}, "most streamed artists"),
     ):
         console.out.print(f"   {title} (spotify-stream query {name}):")
         console.query_result(run_duckdb(settings, named(name).bind(params)), "table")
+
+
+def _profiled(stats: dict) -> bool:
+    """Every track is labelled, and the newest model version's profiles cover them all
+    (the first version, published before the tracks that waited for it were labelled,
+    does not)."""
+    events = stats["events"]
+    labelled = events.get("emitted", 0) - events.get("emitted_incomplete", 0)
+    return (
+        stats["cluster_model"] is not None
+        and stats["unlabelled_tracks"] == 0
+        and events.get("profiled_tracks", 0) >= labelled
+    )
 
 
 def _example_recommendation(worker: WorkerProcess) -> None:
@@ -167,7 +238,7 @@ def _prepare(workdir: Path) -> None:
     and tables belong to another history."""
     stamp = workdir / STAMP
     if workdir.exists() and any(workdir.iterdir()) and not stamp.is_file():
-        raise UserError(
+        raise UsageError(
             f"{workdir} holds files the demo did not make; give the demo its own "
             "directory with --dir"
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
@@ -37,11 +38,30 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
 
 
 def _unreachable(settings: Settings, exc: BaseException) -> BrokerUnavailable:
+    servers = ",".join(settings.bootstrap_servers)
+    if isinstance(exc, TimeoutError) and _listening(settings.bootstrap_servers[0]):
+        # The port answers but Kafka's handshake never completes: a listener of another
+        # security protocol (TLS or SASL on one side, plaintext on the other).
+        return BrokerUnavailable(
+            f"Kafka at {servers} accepts connections but never answered a {settings.kafka_security} "
+            "client: does its listener use another protocol? (SPOTIFY_STREAM_KAFKA_SECURITY "
+            "and the port must match the broker's listener)"
+        )
     reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
     return BrokerUnavailable(
         f"cannot reach Kafka at {','.join(settings.bootstrap_servers)} ({reason}); "
         "start one with `spotify-stream broker` or set SPOTIFY_STREAM_BROKER"
     )
+
+
+def _listening(server: str) -> bool:
+    """Whether ``host:port`` accepts a TCP connection (within a second)."""
+    host, _, port = server.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 async def _start(client: Any, settings: Settings) -> None:
@@ -62,6 +82,12 @@ async def _close_quietly(client: Any) -> None:
         log.debug("closing a failed Kafka client", exc_info=True)
 
 
+def _expected_refusal(record: logging.LogRecord) -> bool:
+    """Drop aiokafka's ERROR for a refused InitProducerId while idempotence is tried:
+    the fallback is expected, and said once as a warning."""
+    return not record.getMessage().startswith("Unexpected error during InitProducerIdRequest")
+
+
 async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     """A started producer; with idempotence ``auto``, falls back to plain when refused."""
     options: dict[str, Any] = {
@@ -78,6 +104,8 @@ async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProduc
     mode = settings.producer_idempotence
     if mode != "off":
         producer = AIOKafkaProducer(**options, enable_idempotence=True)
+        sender_log = logging.getLogger("aiokafka.producer.sender")
+        sender_log.addFilter(_expected_refusal)
         try:
             await asyncio.wait_for(producer.start(), settings.connect_timeout)
             return producer
@@ -94,6 +122,8 @@ async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProduc
             log.warning(
                 "broker does not support idempotent producers; producing without idempotence"
             )
+        finally:
+            sender_log.removeFilter(_expected_refusal)
     producer = AIOKafkaProducer(**options, enable_idempotence=False)
     await _start(producer, settings)
     return producer

@@ -6,22 +6,45 @@ import asyncio
 import gc
 import signal
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from spotify_stream.errors import UserError
 
 T = TypeVar("T")
 
 
+class Interrupted(UserError):
+    """Ctrl-C or SIGTERM ended the work early; ``result`` is what it returned."""
+
+    exit_code = 130
+
+    def __init__(self, result: Any) -> None:
+        super().__init__("interrupted")
+        self.result = result
+
+
 def run_async(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
-    """Run ``main(stop)``; Ctrl-C or SIGTERM set ``stop`` so work ends cleanly."""
+    """Run ``main(stop)``; Ctrl-C or SIGTERM set ``stop`` so work ends cleanly, and
+    then raise ``Interrupted`` with what it returned (the shell's exit 130)."""
+    signalled = []
+
+    def on_signal() -> None:
+        signalled.append(True)
+        stop.set()
 
     async def runner() -> T:
+        nonlocal stop
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         return await main(stop)
 
-    return asyncio.run(runner())
+    stop: asyncio.Event
+    result = asyncio.run(runner())
+    if signalled:
+        raise Interrupted(result)
+    return result
 
 
 def import_early() -> None:

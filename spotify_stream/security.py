@@ -27,7 +27,7 @@ from typing import Any
 
 from aiokafka.abc import AbstractTokenProvider
 
-from spotify_stream.errors import UserError
+from spotify_stream.errors import UsageError, UserError
 from spotify_stream.settings import Settings
 
 
@@ -40,9 +40,9 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     for name in ("kafka_ca_file", "kafka_cert_file", "kafka_key_file"):
         path = getattr(settings, name)
         if path is not None and not path.is_file():
-            raise UserError(f"SPOTIFY_STREAM_{name.upper()}: no file {path}")
+            raise UsageError(f"SPOTIFY_STREAM_{name.upper()}: no file {path}")
     if (settings.kafka_cert_file is None) != (settings.kafka_key_file is None):
-        raise UserError("mutual TLS needs both SPOTIFY_STREAM_KAFKA_CERT_FILE and _KEY_FILE")
+        raise UsageError("mutual TLS needs both SPOTIFY_STREAM_KAFKA_CERT_FILE and _KEY_FILE")
     return create_ssl_context(
         cafile=str(settings.kafka_ca_file) if settings.kafka_ca_file else None,
         certfile=str(settings.kafka_cert_file) if settings.kafka_cert_file else None,
@@ -56,7 +56,7 @@ def scram_login(settings: Settings) -> tuple[str, str]:
         return settings.kafka_username, settings.kafka_password.get_secret_value()
     if settings.kafka_secret_arn:
         return _secret(settings.kafka_secret_arn, settings.aws_region)
-    raise UserError(
+    raise UsageError(
         "kafka_security=sasl_scram needs SPOTIFY_STREAM_KAFKA_USERNAME and _PASSWORD, "
         "or SPOTIFY_STREAM_KAFKA_SECRET_ARN"
     )
@@ -103,7 +103,7 @@ def _region(settings: Settings) -> str:
 
     region = settings.aws_region or botocore.session.get_session().get_config_variable("region")
     if not region:
-        raise UserError("kafka_security=msk_iam needs SPOTIFY_STREAM_AWS_REGION or AWS_REGION")
+        raise UsageError("kafka_security=msk_iam needs SPOTIFY_STREAM_AWS_REGION or AWS_REGION")
     return region
 
 

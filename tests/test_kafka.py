@@ -1,5 +1,7 @@
 """Kafka helpers on the real embedded broker."""
 
+import logging
+
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -124,6 +126,8 @@ async def test_idempotence_auto_falls_back_on_the_embedded_broker(fresh_settings
     finally:
         await producer.stop()
     assert "does not support idempotent producers" in caplog.text
+    # an expected fallback: one warning, no ERROR line (aiokafka logs one for the refusal)
+    assert [r.levelname for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_idempotence_on_is_refused_with_a_clear_error(fresh_settings):

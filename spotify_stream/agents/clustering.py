@@ -228,6 +228,8 @@ class Trainer:
         self._changed, self._booked, self._published = False, False, time.monotonic()
         self.pipeline.stats.events["model_versions"] += 1
         sizes = [p["size"] for p in profiles]
+        # a level, not a count: the labelled tracks the newest version's profiles cover
+        self.pipeline.stats.events["profiled_tracks"] = sum(sizes)
         log.info(
             "cluster model version %d: %d rows learned, cluster sizes %s",
             model.version,

@@ -208,6 +208,17 @@ class PopularityWindows:
             )
             self.pipeline.stats.events["windows_emitted"] += 1
 
+    def first_close(self, window: str) -> int | None:
+        """The event time at which the earliest window named ``window`` that holds a
+        pane of this worker closes (its end plus the grace); None without panes."""
+        panes = [pane for index in self.by_pane.values() for pane in index]
+        spec = next((s for s in self.specs if s.name == window), None)
+        if not panes or spec is None:
+            return None
+        earliest = min(panes)
+        ends = spec.ends_holding(earliest, self.pane_ms, -(1 << 62), earliest + spec.size_ms)
+        return ends[0] + self.grace_ms
+
     def recover(self) -> None:
         """Forget what was read of the table (recovered anew): each partition's clock
         and pane index are read again on first use."""

@@ -109,8 +109,9 @@ CHARTS = (
         "pipeline",
         "Pipeline",
         "table",
-        "Records per second per topic, consumer lag, the dead letters this worker sent "
-        "by reason, and the last lake flush of each dataset, live from this worker.",
+        "Records per second over the last minutes (all topics), then per topic with "
+        "consumer lag, the dead letters this worker sent by reason, and the last lake "
+        "flush of each dataset, live from this worker.",
         live=True,
     ),
 )

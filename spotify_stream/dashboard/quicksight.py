@@ -381,9 +381,9 @@ def target_for(settings: Settings, account_id: str, principal: str, region: str 
 
     region = region or botocore.session.get_session().get_config_variable("region")
     if not region:
-        from spotify_stream.errors import UserError
+        from spotify_stream.errors import UsageError
 
-        raise UserError("no AWS region: give --region or set AWS_REGION (or a profile's region)")
+        raise UsageError("no AWS region: give --region or set AWS_REGION (or a profile's region)")
     return Target(account_id, region, principal, settings.glue_database, settings.athena_workgroup)
 
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import html
+import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,8 @@ from spotify_stream.dashboard.charts import CHARTS, Chart
 from spotify_stream.dashboard.data import cluster_map_of, query_rows
 from spotify_stream.ml.clustering import FEATURES
 from spotify_stream.settings import Settings
+
+log = logging.getLogger(__name__)
 
 PNG_SIZE = (1000, 600)  # pixels
 _DPI = 100
@@ -53,13 +58,56 @@ async def write_report(settings: Settings, out: Path) -> Report:
     return Report(index, pngs)
 
 
+@functools.cache
+def font_families() -> tuple[str, ...]:
+    """DejaVu Sans, then a Noto CJK font when one is installed (Debian's fonts-noto-cjk,
+    which ``./dev`` installs): matplotlib takes each glyph from the first that has it."""
+    from matplotlib import font_manager
+
+    manager = font_manager.fontManager
+    if not any("CJK" in f.name for f in manager.ttflist):  # installed after the font cache
+        for path in font_manager.findSystemFonts():
+            if Path(path).name in ("NotoSansCJK-Regular.ttc", "NotoSansCJK-Bold.ttc"):
+                manager.addfont(path)
+    cjk = sorted({f.name for f in manager.ttflist if f.name.startswith("Noto Sans CJK")})
+    return ("DejaVu Sans", *cjk[:1])
+
+
 def _draw(chart: Chart, rows: list[dict[str, Any]], cluster_map, path: Path) -> list[list[Any]]:
-    """Draw ``chart`` into ``path``; returns its numbers as table rows (header first)."""
+    """Draw ``chart`` into ``path``; returns its numbers as table rows (header first).
+
+    A glyph no installed font has is drawn as a box, and said once in the log (not
+    as one matplotlib warning per glyph)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    with (
+        plt.rc_context({"font.family": list(font_families())}),
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        table = _render(plt, chart, rows, cluster_map, path)
+    missing = sorted(
+        {str(w.message).split(" (")[0] for w in caught if "missing from" in str(w.message)}
+    )
+    if missing:
+        log.warning(
+            "%s: %d characters drawn as boxes (%s); install Debian's fonts-noto-cjk",
+            path.name,
+            len(missing),
+            ", ".join(missing[:3]),
+        )
+    for w in caught:
+        if "missing from" not in str(w.message):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return table
+
+
+def _render(
+    plt, chart: Chart, rows: list[dict[str, Any]], cluster_map, path: Path
+) -> list[list[Any]]:
     fig, ax = plt.subplots(figsize=(PNG_SIZE[0] / _DPI, PNG_SIZE[1] / _DPI), dpi=_DPI)
     ax.set_title(chart.title)
     table: list[list[Any]] = []
@@ -79,7 +127,15 @@ def _draw(chart: Chart, rows: list[dict[str, Any]], cluster_map, path: Path) -> 
         ax.set_ylabel(chart.x_label)
         table = [[chart.x_label, chart.y_label], *([r[chart.x], r[chart.y]] for r in rows)]
     elif chart.kind == "line":
+        import matplotlib.dates as mdates
+
         series = sorted({r[chart.series] for r in rows})
+        days = sorted({dt.date.fromisoformat(str(r[chart.x])) for r in rows})
+        pad = max(dt.timedelta(days=1), (days[-1] - days[0]) / 20)  # the data's span
+        ax.set_xlim(days[0] - pad, days[-1] + pad)
+        short = (days[-1] - days[0]).days < 10  # a tick a day; else matplotlib's choice
+        ax.xaxis.set_major_locator(mdates.DayLocator() if short else mdates.AutoDateLocator())
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
         for i, name in enumerate(series):
             points = [(r[chart.x], r[chart.y]) for r in rows if r[chart.series] == name]
             ax.plot(

@@ -4,6 +4,10 @@ Pure and broker-free: ``CatalogReader.records()`` yields ``(topic, key, record)`
 for every valid row and a DeadLetter for every rejected one, while
 ``stats`` counts, per file, rows read, produced and rejected by reason (always
 read == produced + rejected).
+
+With a ``limit`` it reads the first ``limit`` rows of the tracks file and, of
+the other files, only the rows of those tracks: their album rows, their audio
+features and their albums' artists, so every track read can be joined whole.
 """
 
 from __future__ import annotations
@@ -95,6 +99,38 @@ class CatalogReader:
         self._albums_seen: set[str] = set()
         albums = files.get(ALBUMS_FILE)
         self._albums_ts = albums.modified_ms if albums else 0
+        self._wanted = self._selection(limit) if limit is not None else {}
+
+    def _selection(self, limit: int) -> dict[str, tuple[str, set[str]]]:
+        """Per file but the tracks file, the column and values of the rows a limit
+        keeps: those of the first ``limit`` tracks."""
+        tracks = {row.get("id", "").strip() for row in self._rows(TRACKS_FILE, limit)}
+        artists = {
+            row.get("artist_id", "").strip()
+            for row in self._rows(ALBUMS_FILE)
+            if row.get("track_id", "").strip() in tracks
+        }
+        return {
+            ALBUMS_FILE: ("track_id", tracks),
+            FEATURES_FILE: ("id", tracks),
+            ARTISTS_FILE: ("id", artists),
+        }
+
+    def _rows(self, name: str, limit: int | None = None) -> Iterator[dict[str, str]]:
+        """The well-formed rows of a file as read (the first ``limit`` records only)."""
+        source = self.files.get(name)
+        if source is None:
+            return
+        with open(source.path, "rb") as stream:
+            try:
+                csv_file = CsvFile(stream, name, self.max_field_chars)
+            except HeaderError:
+                return  # reported when the file is read
+            for n, record in enumerate(csv_file):
+                if limit is not None and n >= limit:
+                    return
+                if record.error is None:
+                    yield dict(zip(csv_file.header, record.fields, strict=True))
 
     @property
     def file_errors(self) -> list[str]:
@@ -135,9 +171,15 @@ class CatalogReader:
                 return
             header = csv_file.header
             dedup = FirstWins()
+            column, wanted = self._wanted.get(name, ("", None))
+            at = header.index(column) if wanted is not None else -1
             for record in csv_file:
-                if self.limit is not None and stats.read >= self.limit:
+                if name == TRACKS_FILE and self.limit is not None and stats.read >= self.limit:
                     break
+                if wanted is not None and (
+                    record.error is not None or record.fields[at].strip() not in wanted
+                ):
+                    continue  # not a row of the tracks a limit keeps
                 stats.read += 1
                 stats.bytes_read = csv_file.bytes_read
                 try:

@@ -111,8 +111,13 @@ async def run_simulation(
     duration: float,
     seed: int | None,
     stop: asyncio.Event,
+    backfill: float = 0.0,
+    backfill_plays: int = 0,
 ) -> int:
-    """Send plays at ``rate`` per second for ``duration`` seconds; returns plays sent."""
+    """Send ``backfill_plays`` plays whose event times are spread, in order, over the
+    ``backfill`` seconds before now (as fast as Kafka takes them: closed popularity
+    windows without waiting for one to pass), then plays at ``rate`` per second for
+    ``duration`` seconds; returns the plays sent."""
     catalog = await load_catalog(settings)
     if not catalog:
         raise UserError("spotify.tracks is empty; run `spotify-stream produce` first")
@@ -121,23 +126,36 @@ async def run_simulation(
     producer = await start_producer(settings)
     codec = codec_for(topics.PLAYS.record)
     sent = 0
-    started = time.monotonic()
+
+    async def send(played_at_ms: int, sent_at_ms: int) -> None:
+        nonlocal sent
+        play = simulator.play(played_at_ms)
+        await producer.send(
+            topics.PLAYS.name,
+            codec.encode(play),
+            key=play["user_id"].encode(),
+            timestamp_ms=sent_at_ms,
+        )
+        sent += 1
+
     try:
+        if backfill > 0 and backfill_plays > 0:
+            now_ms = int(time.time() * 1000)
+            start_ms, step_ms = now_ms - int(backfill * 1000), backfill * 1000 / backfill_plays
+            for i in range(backfill_plays):  # played in the past, sent now
+                if stop.is_set():
+                    break
+                await send(start_ms + int(i * step_ms), now_ms)
+        started = time.monotonic()
+        backfilled = sent
         while not stop.is_set():
             elapsed = time.monotonic() - started
             if elapsed >= duration:
                 break
-            due = min(int(elapsed * rate) + 1, int(duration * rate)) - sent
+            due = min(int(elapsed * rate) + 1, int(duration * rate)) - (sent - backfilled)
             now_ms = int(time.time() * 1000)
             for _ in range(max(due, 0)):
-                play = simulator.play(now_ms)
-                await producer.send(
-                    topics.PLAYS.name,
-                    codec.encode(play),
-                    key=play["user_id"].encode(),
-                    timestamp_ms=now_ms,
-                )
-                sent += 1
+                await send(now_ms, now_ms)
             await asyncio.sleep(min(0.05, max(0.0, duration - elapsed)))
         await producer.flush()
     except KafkaError as exc:

@@ -19,7 +19,7 @@ from pathlib import Path
 from aiokafka.errors import KafkaError
 
 from spotify_stream import topics
-from spotify_stream.errors import BrokerUnavailable, UserError
+from spotify_stream.errors import BrokerUnavailable, UsageError
 from spotify_stream.ingest.catalog import CatalogReader, FileStats
 from spotify_stream.ingest.sources import fetch_sources
 from spotify_stream.kafka import PartitionedSender, RecordBatcher, ensure_topics, start_producer
@@ -66,7 +66,7 @@ async def produce(
     started = time.monotonic()
     files = await fetch_sources(source, Path(settings.data_dir) / "sources", settings.s3_endpoint)
     if not any(files.values()):
-        raise UserError(f"none of the entity files is in {source} (expected {', '.join(files)})")
+        raise UsageError(f"none of the entity files is in {source} (expected {', '.join(files)})")
     reader = CatalogReader(
         files,
         max_field_chars=settings.csv_max_field_chars,

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from spotify_stream.errors import UserError
+from spotify_stream.errors import UsageError, UserError, no_credentials
 
 ARTISTS_FILE = "spotify_artist_data_2023.csv"
 ALBUMS_FILE = "spotify-albums_data_2023.csv"
@@ -72,7 +72,7 @@ async def fetch_sources(
         return await _fetch_s3(source, workdir, s3_endpoint)
     root = Path(source.removeprefix("file://")).expanduser()
     if not root.is_dir():
-        raise UserError(f"source directory not found: {root}")
+        raise UsageError(f"source directory not found: {root}")
     found: dict[str, SourceFile | None] = {}
     for name in ENTITY_FILES:
         path = root / name
@@ -88,11 +88,11 @@ async def _fetch_s3(
     source: str, workdir: Path, endpoint: str | None
 ) -> dict[str, SourceFile | None]:
     from aiobotocore.session import get_session
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
     bucket, _, prefix = source.removeprefix("s3://").partition("/")
     if not bucket:
-        raise UserError(f"not an S3 location: {source} (expected s3://bucket/prefix)")
+        raise UsageError(f"not an S3 location: {source} (expected s3://bucket/prefix)")
     prefix = prefix.strip("/")
     workdir.mkdir(parents=True, exist_ok=True)
     found: dict[str, SourceFile | None] = {}
@@ -123,6 +123,8 @@ async def _fetch_s3(
                 os.replace(tmp, path)
                 modified = int(obj["LastModified"].timestamp() * 1000)
                 found[name] = SourceFile(name, path, modified, path.stat().st_size)
+    except NoCredentialsError:
+        raise no_credentials(source) from None
     except (BotoCoreError, OSError) as exc:
         raise UserError(f"cannot read {source}: {exc}") from None
     return found

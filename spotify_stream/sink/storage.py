@@ -21,7 +21,7 @@ from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from spotify_stream.errors import UserError
+from spotify_stream.errors import UsageError, UserError, no_credentials
 from spotify_stream.settings import Settings
 
 
@@ -259,9 +259,7 @@ def _s3_errors(url: str) -> Iterator[None]:
     except EndpointConnectionError as exc:
         raise UserError(f"cannot reach S3 for {url}: {exc}") from None
     except NoCredentialsError:
-        raise UserError(
-            f"no AWS credentials for {url} (standard chain: environment, profile, role)"
-        ) from None
+        raise no_credentials(url) from None
     except ClientError as exc:
         code = _code(exc)
         if code in ("NoSuchBucket", "404"):  # HeadBucket answers with the bare status
@@ -269,6 +267,15 @@ def _s3_errors(url: str) -> Iterator[None]:
         if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             raise UserError(f"S3 refused access to {url}: {code}") from None
         raise
+
+
+def require_aws_credentials(url: str) -> None:
+    """Fail with the one wording when the standard chain has no credentials, before a
+    client that would otherwise try anonymous access or the network first."""
+    import botocore.session
+
+    if botocore.session.get_session().get_credentials() is None:
+        raise no_credentials(url)
 
 
 async def check_lake(settings: Settings) -> None:
@@ -280,14 +287,30 @@ async def check_lake(settings: Settings) -> None:
         await storage.close()
 
 
+def require_lake(settings: Settings) -> None:
+    """For the commands that read the lake: a file:// lake that is not a directory is
+    the user's mistake (a typo in SPOTIFY_STREAM_LAKE), not an empty lake; an s3://
+    lake needs credentials before pyarrow's client tries the network."""
+    lake = settings.lake
+    if lake.startswith("s3://"):
+        require_aws_credentials(lake)
+    elif lake.startswith("file://"):
+        root = Path(lake.removeprefix("file://")).expanduser()
+        if not root.is_dir():
+            raise UsageError(
+                f"no lake at {lake}: it is not a directory (a worker or the demo writes "
+                "one; SPOTIFY_STREAM_LAKE says where)"
+            )
+
+
 def storage_for(settings: Settings) -> Storage:
     """The backend of ``settings.lake``: ``file://DIR`` or ``s3://bucket/prefix``."""
     lake = settings.lake
     if lake.startswith("s3://"):
         bucket, _, prefix = lake.removeprefix("s3://").partition("/")
         if not bucket:
-            raise UserError(f"not an S3 location: {lake} (expected s3://bucket/prefix)")
+            raise UsageError(f"not an S3 location: {lake} (expected s3://bucket/prefix)")
         return S3Storage(bucket, prefix, settings)
     if lake.startswith("file://"):
         return FileStorage(Path(lake.removeprefix("file://")).expanduser())
-    raise UserError(f"SPOTIFY_STREAM_LAKE must be file://DIR or s3://bucket/prefix, not {lake}")
+    raise UsageError(f"SPOTIFY_STREAM_LAKE must be file://DIR or s3://bucket/prefix, not {lake}")

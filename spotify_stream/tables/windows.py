@@ -21,7 +21,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from spotify_stream.errors import UserError
+from spotify_stream.errors import UsageError
 from spotify_stream.settings import Settings
 from spotify_stream.tables import sketch
 
@@ -65,7 +65,7 @@ def window_specs(settings: Settings) -> tuple[WindowSpec, ...]:
         WindowSpec(ms(settings.hopping_window), ms(settings.hopping_step)),
     )
     if specs[0].name == specs[1].name:
-        raise UserError(
+        raise UsageError(
             "SPOTIFY_STREAM_TUMBLING_WINDOW and _HOPPING_WINDOW must differ in size "
             f"(both are {specs[0].name}); windows are named by their size"
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from spotify_stream.errors import UserError
+from spotify_stream.errors import UserError, no_credentials
 
 
 @contextmanager
@@ -17,9 +17,7 @@ def aws_errors(service: str) -> Iterator[None]:
     except EndpointConnectionError as exc:
         raise UserError(f"cannot reach {service}: {exc}") from None
     except NoCredentialsError:
-        raise UserError(
-            f"no AWS credentials for {service} (standard chain: environment, profile, role)"
-        ) from None
+        raise no_credentials(service) from None
     except ClientError as exc:
         error = exc.response.get("Error", {})
         raise UserError(f"{service} refused: {error.get('Code')}: {error.get('Message')}") from None

@@ -23,11 +23,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from spotify_stream.errors import UserError
+from spotify_stream.errors import UsageError, UserError
 from spotify_stream.settings import Settings
 from spotify_stream.sink.datasets import DATASETS
 from spotify_stream.sink.objects import CURATED, LakeFile
-from spotify_stream.sink.storage import Storage
+from spotify_stream.sink.storage import Storage, require_lake
 from spotify_stream.warehouse.aws import aws_errors
 from spotify_stream.warehouse.marts import marts
 from spotify_stream.warehouse.tables import (
@@ -98,10 +98,11 @@ async def sync_glue(
     settings: Settings, storage: Storage, progress: Callable[[int, int], None] | None = None
 ) -> SyncResult:
     if not settings.lake.startswith("s3://"):
-        raise UserError(
+        raise UsageError(
             f"catalog sync --target glue needs an s3:// lake, not {settings.lake} "
             "(--target local catalogs a local lake)"
         )
+    require_lake(settings)
     layout = await lake_layout(storage, progress)
     from aiobotocore.session import get_session
 
@@ -207,10 +208,11 @@ async def sync_local(settings: Settings, storage: Storage, path: str) -> list[st
 
     root = getattr(storage, "root", None)
     if root is None:
-        raise UserError(
+        raise UsageError(
             f"catalog sync --target local needs a file:// lake, not {settings.lake} "
             "(query --engine duckdb reads an S3 lake directly)"
         )
+    require_lake(settings)
     keys = await storage.keys()
     made = []
     with duckdb.connect(path) as con:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from string import Template
 from typing import Any
 
-from spotify_stream.errors import UserError
+from spotify_stream.errors import UsageError, UserError
 from spotify_stream.settings import Settings
 from spotify_stream.warehouse.aws import aws_errors
 from spotify_stream.warehouse.etl import glue_dir
@@ -51,7 +51,7 @@ def deploy_values(
     from spotify_stream import __version__
 
     if not settings.lake.startswith("s3://"):
-        raise UserError(f"deploy glue needs an s3:// lake, not {settings.lake}")
+        raise UsageError(f"deploy glue needs an s3:// lake, not {settings.lake}")
     lake = settings.lake.rstrip("/")
     return {
         "role": role,
@@ -86,7 +86,7 @@ async def _upload_scripts(settings: Settings, scripts: str) -> None:
 
     bucket, _, prefix = scripts.removeprefix("s3://").partition("/")
     if not scripts.startswith("s3://") or not bucket:
-        raise UserError(f"--scripts must be an s3:// location, not {scripts}")
+        raise UsageError(f"--scripts must be an s3:// location, not {scripts}")
     storage = S3Storage(bucket, prefix, settings)
     try:
         for path in sorted((glue_dir() / "jobs").glob("*.py")):

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from spotify_stream.errors import UserError
+from spotify_stream.errors import UsageError
 from spotify_stream.settings import Settings
 
 JOBS = ("compact", "aggregate")
@@ -24,7 +24,7 @@ def check_settled(day: dt.date, settings: Settings, now: dt.datetime | None = No
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC)
     settled = end + dt.timedelta(seconds=settings.etl_settle)
     if (now or dt.datetime.now(dt.UTC)) < settled:
-        raise UserError(
+        raise UsageError(
             f"{day} is not settled before {settled:%Y-%m-%d %H:%M} UTC: the sink may still "
             "rewrite its last flushes (--force once the workers have stopped)"
         )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from spotify_stream.errors import UserError
+from spotify_stream.errors import UsageError, UserError
 from spotify_stream.settings import Settings
 from spotify_stream.sink.datasets import DATASETS
 from spotify_stream.sink.objects import CURATED
@@ -43,14 +43,14 @@ class NamedQuery:
 
         unknown = set(params) - set(self.defaults)
         if unknown:
-            raise UserError(
+            raise UsageError(
                 f"query {self.name} has no parameter {', '.join(sorted(unknown))}; "
                 f"it takes {', '.join(self.defaults) or 'none'}"
             )
         values = {k: v for k, v in (self.defaults | params).items()}
         missing = [k for k, v in values.items() if v is None]
         if missing:
-            raise UserError(f"query {self.name} needs --param {missing[0]}=VALUE")
+            raise UsageError(f"query {self.name} needs --param {missing[0]}=VALUE")
         tree = sqlglot.parse_one(self.sql, read="athena")
 
         def literal(node: exp.Expression) -> exp.Expression:
@@ -85,7 +85,7 @@ def named_queries() -> dict[str, NamedQuery]:
 def named(name: str) -> NamedQuery:
     queries = named_queries()
     if name not in queries:
-        raise UserError(f"no query {name}; the named queries are {', '.join(queries)}")
+        raise UsageError(f"no query {name}; the named queries are {', '.join(queries)}")
     return queries[name]
 
 
@@ -116,16 +116,22 @@ def lake_tables() -> list[tuple[str, str, pa.Schema]]:
     return tables
 
 
+def to_duckdb(athena_sql: str) -> str:
+    """``athena_sql`` in DuckDB's dialect; a typo is the user's, said in one line."""
+    import sqlglot
+
+    try:
+        return sqlglot.transpile(athena_sql, read="athena", write="duckdb")[0]
+    except sqlglot.errors.SqlglotError as exc:
+        raise UsageError(f"the SQL does not parse: {exc}".splitlines()[0]) from None
+
+
 def run_duckdb(settings: Settings | None, athena_sql: str, marts: bool = True) -> pa.Table:
     """``athena_sql`` transpiled to DuckDB and run over the lake of ``settings`` (None:
     an empty lake, its tables' columns only; the marts' too unless not ``marts``)."""
     import duckdb
-    import sqlglot
 
-    try:
-        sql = sqlglot.transpile(athena_sql, read="athena", write="duckdb")[0]
-    except sqlglot.errors.SqlglotError as exc:  # a typo in --sql: the user's, not ours
-        raise UserError(f"the SQL does not parse: {exc}".splitlines()[0]) from None
+    sql = to_duckdb(athena_sql)
     with duckdb.connect() as con:
         if settings is None:
             empty = [

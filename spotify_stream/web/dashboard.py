@@ -16,6 +16,7 @@ server, and answers a bug in a view with a JSON 500).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -63,6 +64,18 @@ async def json_errors(request: aioweb.Request, handler: Callable) -> aioweb.Stre
         )
 
 
+def window_note(window: str, closes_at: int | None) -> str:
+    """Why a popularity window is empty, and when it will not be."""
+    if closes_at is None:
+        return f"no {window} window has closed yet: no plays have reached this worker"
+    at = dt.datetime.fromtimestamp(closes_at / 1000, dt.UTC)
+    return (
+        f"no {window} window has closed yet: the first closes once plays of event time "
+        f"{at:%Y-%m-%d %H:%M:%S} UTC arrive (its end plus the grace; "
+        "simulate-plays --backfill fills past windows)"
+    )
+
+
 class LakeCache:
     """Each lake chart's data, computed in a thread at most every ``ttl`` seconds; one
     computation at a time per chart, so a burst of page loads runs one query."""
@@ -90,6 +103,7 @@ def register(
     leaderboard: Leaderboard,
     dimensions: DimensionStore,
     rolling_window: str,
+    first_close: Callable[[str], int | None],
 ) -> None:
     cache = LakeCache(settings)
 
@@ -166,6 +180,7 @@ def register(
             "window_start": first.get("window_start"),
             "window_end": first.get("window_end"),
             "rows": rows,
+            "note": None if rows else window_note(rolling_window, first_close(rolling_window)),
         }
 
     def pipeline() -> dict[str, Any]:

@@ -25,6 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from spotify_stream import topics
 from spotify_stream.agents.enrichment import Enricher
 from spotify_stream.agents.pipeline import Pipeline
+from spotify_stream.agents.popularity import PopularityWindows
 from spotify_stream.agents.sink import LakeConsumer, LakeSink
 from spotify_stream.agents.users import RecentPlays
 from spotify_stream.dashboard.data import jsonable
@@ -68,6 +69,7 @@ def register(
     dimensions: DimensionStore,
     enricher: Enricher,
     leaderboard: Leaderboard,
+    windows: PopularityWindows,
     index: TrackIndex,
     recent: RecentPlays,
     sinks: dict[str, LakeSink],
@@ -75,7 +77,7 @@ def register(
     tables: dict[str, PartitionedTable],
 ) -> None:
     enriched_codec = codec_for("EnrichedTrack")
-    windows = [spec.name for spec in window_specs(pipeline.settings)]
+    window_names = [spec.name for spec in window_specs(pipeline.settings)]
 
     def active() -> set[int]:
         # Of the input topics (co-partitioned); not of Faust's own, such as its leader topic.
@@ -152,6 +154,7 @@ def register(
         leaderboard=leaderboard,
         dimensions=dimensions,
         rolling_window=window_specs(pipeline.settings)[1].name,
+        first_close=windows.first_close,
     )
 
     class _Collector:
@@ -278,20 +281,22 @@ def register(
         window = request.query.get("window", "1h")
         if entity not in ENTITY_TYPES:
             return error(web, 400, f"entity must be one of {', '.join(ENTITY_TYPES)}")
-        if window not in windows:
-            return error(web, 400, f"window must be one of {', '.join(windows)}")
+        if window not in window_names:
+            return error(web, 400, f"window must be one of {', '.join(window_names)}")
         try:
             n = count(request, MAX_TOP)
         except ValueError as exc:
             return error(web, 400, str(exc))
-        return web.json(
-            {
-                "entity": entity,
-                "window": window,
-                "windows_known": sorted(leaderboard.windows.get(entity, ())),
-                "top": [jsonable(r) for r in leaderboard.top(entity, window, n)],
-            }
-        )
+        top = [jsonable(r) for r in leaderboard.top(entity, window, n)]
+        body = {
+            "entity": entity,
+            "window": window,
+            "windows_known": sorted(leaderboard.windows.get(entity, ())),
+            "top": top,
+        }
+        if not top:
+            body["note"] = dashboard.window_note(window, windows.first_close(window))
+        return web.json(body)
 
     def no_model(web: Web) -> Response:
         return error(

@@ -1,4 +1,6 @@
 import asyncio
+import itertools
+import time
 from collections import Counter
 
 import numpy as np
@@ -56,6 +58,35 @@ async def test_simulation_sends_plays_of_known_tracks(fresh_settings, generated)
         assert play["track_id"] in known
         assert message.key == play["user_id"].encode()
         assert message.timestamp == int(play["played_at"].timestamp() * 1000)
+
+
+async def test_a_backfill_spreads_plays_over_the_past_period(fresh_settings, generated):
+    """Played over the two hours before now, in time order; sent now (the message
+    timestamp), then the live plays."""
+    await produce(fresh_settings, str(generated))
+    before = time.time() * 1000
+    sent = await run_simulation(
+        fresh_settings,
+        rate=100,
+        users=50,
+        duration=0.5,
+        seed=3,
+        stop=asyncio.Event(),
+        backfill=7200,
+        backfill_plays=1000,
+    )
+    after = time.time() * 1000
+    assert 1040 <= sent <= 1050
+    codec = codec_for("Play")
+    messages = await consume_all(fresh_settings, topics.PLAYS.name)
+    played = sorted(
+        (int(codec.decode(m.value)["played_at"].timestamp() * 1000), m.timestamp) for m in messages
+    )
+    past = played[:1000]
+    assert past[0][0] == pytest.approx(before - 7_200_000, abs=2000)
+    assert {b[0] - a[0] for a, b in itertools.pairwise(past)} == {7200}  # 7.2 s apart
+    assert all(before <= ts <= after for _, ts in past)  # sent during the run
+    assert all(at >= before and ts == at for at, ts in played[1000:])  # live: sent when played
 
 
 @pytest.mark.slow

@@ -8,8 +8,11 @@ import asyncio
 import csv
 import datetime as dt
 import html
+import io
+import json
 import random
 import re
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -21,7 +24,8 @@ from PIL import Image
 
 from spotify_stream import topics
 from spotify_stream.dashboard.charts import CHARTS
-from spotify_stream.dashboard.report import PNG_SIZE
+from spotify_stream.dashboard.data import jsonable
+from spotify_stream.dashboard.report import PNG_SIZE, _draw, font_families
 from spotify_stream.embedded import EmbeddedBroker
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
 from spotify_stream.errors import UserError
@@ -301,6 +305,63 @@ def test_the_static_report(lake, tmp_path):
         chart = next(c for c in CHARTS if c.id == chart_id)
         expected = rows(settings, chart.query, **chart.params)
         assert cells == [(html.escape(str(r[label])), str(r[value])) for r in expected]
+
+
+def test_every_named_query_in_every_format(lake, generated, tmp_path):
+    """json is one document, jsonl a line per row, csv holds list columns as JSON, and a
+    table too wide for the terminal is a block per row; all with the rows run_duckdb gives."""
+    settings, plays, _ = lake
+    tracks = reference_enriched(generated)
+    artist = Counter(tracks[p["track_id"]]["artist_id"] for p in plays).most_common(1)[0][0]
+    params = {"artist_popularity_trend": {"artist_id": artist}}
+    env = {"SPOTIFY_STREAM_LAKE": settings.lake}
+    for name in named_queries():
+        given = params.get(name, {})
+        expected = jsonable(rows(settings, name, **given))
+        assert expected, name
+        args = ["query", name, *(f"--param={k}={v}" for k, v in given.items()), "--format"]
+        proc = run(*args, "json", cwd=tmp_path, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == expected, name
+        proc = run(*args, "jsonl", cwd=tmp_path, env=env)
+        assert [json.loads(line) for line in proc.stdout.splitlines()] == expected, name
+        proc = run(*args, "csv", cwd=tmp_path, env=env)
+        assert proc.returncode == 0, proc.stderr
+        got = list(csv.DictReader(io.StringIO(proc.stdout)))
+        assert len(got) == len(expected), name
+        for cells, row in zip(got, expected, strict=True):
+            assert list(cells) == list(row), name
+            for column, value in row.items():
+                cell = cells[column]
+                if isinstance(value, list):
+                    assert json.loads(cell) == value, (name, column)
+                elif value is None:
+                    assert cell == "", (name, column)
+                elif isinstance(value, float):
+                    assert float(cell) == pytest.approx(value), (name, column)
+                else:
+                    assert cell == str(value), (name, column)
+    proc = run("query", "cluster_profiles", cwd=tmp_path, env=env)  # 14 columns, lists
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "row 1" in lines[0] and max(len(line) for line in lines) <= 120
+    assert (
+        "top_genres" in proc.stdout
+        and lines[-1] == f"{len(rows(settings, 'cluster_profiles'))} rows"
+    )
+
+
+def test_cjk_names_are_drawn(tmp_path, caplog):
+    """A CJK glyph comes from Debian's Noto CJK font (./dev test installs it), with no
+    matplotlib warning and no 'drawn as boxes' line."""
+    chart = next(c for c in CHARTS if c.id == "most_streamed_artists")
+    assert any("CJK" in family for family in font_families()), "install fonts-noto-cjk"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        _draw(chart, [{chart.x: "Jo星 Unbrivi", chart.y: 465}], None, tmp_path / "cjk.png")
+    assert "drawn as boxes" not in caplog.text
+    with Image.open(tmp_path / "cjk.png") as image:
+        assert image.size == PNG_SIZE
 
 
 def answers(settings) -> dict[str, list[dict]]:

@@ -199,9 +199,29 @@ def test_the_browser_draws_every_chart(pipeline):
             raise AssertionError(f"charts without data: {states}; console: {logged}") from None
         for chart in CHARTS:
             section = page.locator(f"section#{chart.id}")
-            if chart.kind in ("bar", "line", "scatter"):
+            if chart.kind in ("bar", "line", "scatter", "table"):  # table: records/s chart
                 box = section.locator("canvas").bounding_box()
                 assert box and box["width"] > 200 and box["height"] > 200, chart.id
+        # every cluster is drawn in its legend's colour, outline shapes (crosses) too
+        drawn = page.evaluate(
+            """() => {
+              const chart = Chart.getChart(document.querySelector('#cluster_scatter canvas'));
+              return chart.legend.legendItems.map((item, i) => {
+                const point = chart.getDatasetMeta(i).data[0].options;
+                return [item.text, item.fillStyle, point.backgroundColor, point.borderColor];
+              });
+            }"""
+        )
+        assert len(drawn) >= 2
+        for label, legend, fill, border in drawn:
+            assert fill == legend and border == legend, (label, legend, fill, border)
+        # no card is wider than its column, and the page does not scroll sideways
+        overflowing = page.evaluate(
+            """() => [...document.querySelectorAll('main > section')]
+                 .filter(s => s.scrollWidth > s.clientWidth).map(s => s.id)"""
+        )
+        assert overflowing == []
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         # the numbers shown are the named queries'
         for chart_id, label, value in (
             ("top_albums", "name", "popularity"),

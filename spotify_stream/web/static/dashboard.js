@@ -9,6 +9,8 @@ const SHAPES = ["circle", "rect", "triangle", "rectRot", "star", "crossRot", "cr
   "rectRounded", "line", "dash"];
 const DASHES = [[], [6, 3], [2, 2], [8, 3, 2, 3]];
 const drawn = {}; // chart id -> Chart.js instance
+const rates = []; // the pipeline panel's samples: [time, records in per s, messages out per s]
+const RATE_SAMPLES = 120;
 
 async function getJSON(url) {
   const response = await fetch(url);
@@ -53,7 +55,7 @@ function section(chart) {
   const s = el("section", { id: chart.id, "data-kind": chart.kind, "aria-labelledby": `${chart.id}-title` });
   s.append(el("h2", { id: `${chart.id}-title` }, chart.title));
   s.append(el("p", { class: "about" }, chart.description));
-  if (chart.kind !== "table" && chart.kind !== "heatmap") {
+  if (chart.kind !== "heatmap") {
     const box = el("div", { class: "canvas" });
     box.append(el("canvas", { role: "img", "aria-label": `${chart.title}: ${chart.description}` }));
     s.append(box);
@@ -127,7 +129,9 @@ function scatterChart(chart, clusters) {
       datasets: ids.map((id) => ({
         label: `cluster ${id}`,
         data: clusters.points.filter((p) => p.cluster_id === id).map((p) => ({ x: p.pc1, y: p.pc2 })),
-        backgroundColor: PALETTE[id % PALETTE.length], pointStyle: SHAPES[id % SHAPES.length], pointRadius: 3,
+        // outline shapes (crosses, stars) are drawn with the border colour
+        backgroundColor: PALETTE[id % PALETTE.length], borderColor: PALETTE[id % PALETTE.length],
+        pointStyle: SHAPES[id % SHAPES.length], pointRadius: 3,
       })),
     },
     options: {
@@ -158,7 +162,27 @@ function heatTable(chart, clusters) {
   return table;
 }
 
-function pipelinePanel(data) {
+function ratesChart(chart, data) {
+  const sum = (key) => data.topics.reduce((total, t) => total + (t[key] || 0), 0);
+  rates.push([new Date().toLocaleTimeString("en-GB"), sum("rate_in"), sum("rate_out")]);
+  if (rates.length > RATE_SAMPLES) rates.shift();
+  draw(chart, {
+    type: "line",
+    data: {
+      labels: rates.map((r) => r[0]),
+      datasets: [["records in per s", 1], ["messages out per s", 2]].map(([label, column], i) => ({
+        label, data: rates.map((r) => r[column]),
+        borderColor: PALETTE[i], backgroundColor: PALETTE[i], pointStyle: SHAPES[i],
+        pointRadius: 2, borderDash: DASHES[i],
+      })),
+    },
+    options: { scales: { x: { title: { display: true, text: "time" } },
+      y: { beginAtZero: true, title: { display: true, text: "per second, all topics" } } } },
+  });
+}
+
+function pipelinePanel(chart, data) {
+  ratesChart(chart, data);
   const box = el("div");
   box.append(numbersTable("Records per second and consumer lag, per topic", ["topic", "in per s", "out per s", "lag (messages)"],
     data.topics.map((t) => [t.topic, t.rate_in, t.rate_out, t.lag ?? "—"])));
@@ -178,7 +202,7 @@ async function refresh(chart) {
     let content;
     let count;
     if (chart.kind === "table") {
-      content = pipelinePanel(data);
+      content = pipelinePanel(chart, data);
       count = data.topics.length;
     } else if (chart.kind === "scatter" || chart.kind === "heatmap") {
       if (!data.clusters) throw new Error("no cluster model in the lake yet");
@@ -199,7 +223,8 @@ async function refresh(chart) {
     s.dataset.rows = String(count);
     meta.classList.remove("error");
     const window = chart.id === "rolling_artists" && data.window_end ? `, window ending ${data.window_end}` : "";
-    meta.textContent = `${count} ${count === 1 ? "row" : "rows"}${window}; updated ${new Date().toLocaleTimeString()}`;
+    meta.textContent = data.note ? data.note
+      : `${count} ${count === 1 ? "row" : "rows"}${window}; updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
     s.dataset.rows = "0";
     meta.classList.add("error");
