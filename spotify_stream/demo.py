@@ -55,6 +55,9 @@ def run_demo(
                 "producer_idempotence": "off",
                 "lake": f"file://{(workdir / 'lake').resolve()}",
                 "data_dir": workdir / "state",
+                # the dashboard's lake charts fill while the demo runs (and with --serve)
+                "flush_seconds": min(settings.flush_seconds, 5),
+                "dashboard_refresh": min(settings.dashboard_refresh, 10),
                 # a small demo still gets its clusters (a quarter of its tracks at most)
                 "cluster_warmup": max(10, min(settings.cluster_warmup, tracks // 4)),
             }

@@ -133,6 +133,12 @@ def test_closed_windows_equal_hand_computed_values(fresh_settings, tmp_path):
         assert wait_for(lambda: len(enriched_by_key(settings)) == 2, 30)
         send_plays(settings, PLAYS)
         assert wait_for(lambda: contributed(worker, settings) == 5 * len(PLAYS), 30)
+        # nothing closed yet: the page says when the first window (hour 0) will
+        body = worker.get("/popularity/top?entity=artist&window=1h")
+        assert body["top"] == [] and body["note"].startswith(
+            "no 1h window has closed yet: the first closes once plays of event time "
+            "2026-01-01 03:00:00 UTC arrive"  # its end, T0 + 1 h, plus the 2 h grace
+        )
         send_plays(settings, FLUSH)
         expected = expected_windows(PLAYS, B + FLUSH[0][2] * 60_000 - 7_200_000)
         got = windows_emitted(settings, expected)

@@ -68,7 +68,8 @@ function section(chart) {
 function axes(chart, horizontal) {
   const x = { title: { display: true, text: horizontal ? chart.y_label : chart.x_label } };
   const y = { title: { display: true, text: horizontal ? chart.x_label : chart.y_label } };
-  return horizontal ? { x: { ...x, beginAtZero: true }, y } : { x, y };
+  // offset: a single day sits in the middle of its axis, not on the edge
+  return horizontal ? { x: { ...x, beginAtZero: true }, y } : { x: { ...x, offset: true }, y };
 }
 
 function draw(chart, config) {
