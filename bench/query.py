@@ -39,7 +39,7 @@ from spotify_stream.sink.objects import CURATED, ObjectName
 from spotify_stream.sink.parquet import schema_of
 from spotify_stream.sink.storage import FileStorage
 from spotify_stream.warehouse.compaction import compact_day
-from spotify_stream.warehouse.marts import aggregate_day
+from spotify_stream.warehouse.etl import aggregate_day
 from spotify_stream.warehouse.query import named, named_queries, run_duckdb
 
 PARTITIONS = 8

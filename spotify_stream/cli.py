@@ -621,7 +621,7 @@ def etl_aggregate(day: Any, names: tuple[str, ...], force: bool) -> None:
     """
     from spotify_stream import console
     from spotify_stream.sink.storage import storage_for
-    from spotify_stream.warehouse.marts import aggregate_day
+    from spotify_stream.warehouse.etl import aggregate_day
 
     settings = _settings()
     day = _etl_day(day, force, settings)

@@ -11,7 +11,6 @@ and the user data with ``cloud-init schema``, and read the IAM policy.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -649,8 +648,3 @@ def render(out: Path) -> list[Path]:
         (out / name).write_text(text)
         written.append(out / name)
     return written
-
-
-def parameters_json(values: dict[str, str]) -> str:
-    """``aws cloudformation deploy --parameter-overrides`` as JSON (the runbook's)."""
-    return json.dumps([f"{k}={v}" for k, v in values.items()])

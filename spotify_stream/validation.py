@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from spotify_stream.ingest.reasons import Reason
 from spotify_stream.kafka import partition_for
 from spotify_stream.models.codec import millis
+from spotify_stream.models.deadletters import Reason
 
 Problem = tuple[Reason, str]
 

@@ -7,6 +7,14 @@ from pathlib import Path
 import duckdb
 
 from spotify_stream import topics
+from spotify_stream.agents.enrichment import (
+    ALBUM_FIELDS,
+    ARTIST_FIELDS,
+    FEATURE_FIELDS,
+    TRACK_FIELDS,
+    Record,
+    missing_parts,
+)
 from spotify_stream.ingest.generator import ANOMALY_MANIFEST
 from spotify_stream.ingest.sources import ALBUMS_FILE, ARTISTS_FILE, FEATURES_FILE, TRACKS_FILE
 
@@ -122,3 +130,23 @@ def reference_enriched(data: Path) -> dict[str, dict]:
         record["complete"] = not record["missing"]
         rows[record["track_id"]] = record
     return rows
+
+
+def enriched_record(
+    track: Record, album: Record | None, artist: Record | None, features: Record | None
+) -> Record:
+    """The EnrichedTrack of a track and whatever dimensions are known, field by field
+    (the worker assembles it from encoded parts)."""
+    record = {name: track.get(name) for name in TRACK_FIELDS}
+    for out, src in ALBUM_FIELDS.items():
+        record[out] = album.get(src) if album else None
+    for out, src in ARTIST_FIELDS.items():
+        record[out] = artist.get(src) if artist else None
+    record["genres"] = record["genres"] or []
+    for name in FEATURE_FIELDS:
+        record[name] = features.get(name) if features else None
+    record["features_updated_at"] = features["updated_at"] if features else None
+    record["missing"] = missing_parts(track, album, artist, features)
+    record["complete"] = not record["missing"]
+    record["cluster_id"] = record["model_version"] = record["cluster_distance"] = None
+    return record

@@ -38,12 +38,12 @@ from faust.types import EventT
 
 from spotify_stream import topics
 from spotify_stream.agents.pipeline import Pipeline
-from spotify_stream.ingest.reasons import Reason
 from spotify_stream.ml.clustering import FEATURES, VECTOR, ClusterModel, OnlineClusterer
 from spotify_stream.ml.profiles import TrackBook, training_rows
 from spotify_stream.ml.recommend import index_messages
 from spotify_stream.models import codec_for
 from spotify_stream.models.codec import DecodeError, items_in
+from spotify_stream.models.deadletters import Reason
 
 log = logging.getLogger(__name__)
 

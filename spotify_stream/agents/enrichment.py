@@ -83,25 +83,6 @@ _TRAINING_BATCH = 1000
 _VECTORS_BATCH = 10_000
 
 
-def enrich(
-    track: Record, album: Record | None, artist: Record | None, features: Record | None
-) -> Record:
-    """The EnrichedTrack of a track and whatever dimensions are known."""
-    record = {name: track.get(name) for name in TRACK_FIELDS}
-    for out, src in ALBUM_FIELDS.items():
-        record[out] = album.get(src) if album else None
-    for out, src in ARTIST_FIELDS.items():
-        record[out] = artist.get(src) if artist else None
-    record["genres"] = record["genres"] or []
-    for name in FEATURE_FIELDS:
-        record[name] = features.get(name) if features else None
-    record["features_updated_at"] = features["updated_at"] if features else None
-    record["missing"] = missing_parts(track, album, artist, features)
-    record["complete"] = not record["missing"]
-    record["cluster_id"] = record["model_version"] = record["cluster_distance"] = None
-    return record
-
-
 def missing_parts(track: Record, album: Any, artist: Any, features: Any) -> list[str]:
     """Referenced dimensions not yet known (a track without album_id misses no album).
 

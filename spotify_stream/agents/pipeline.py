@@ -20,11 +20,10 @@ from aiokafka import AIOKafkaProducer
 from faust.types import EventT, StreamT
 
 from spotify_stream import topics
-from spotify_stream.ingest.catalog import dead_letter
-from spotify_stream.ingest.reasons import Reason
 from spotify_stream.kafka import PartitionedSender, ensure_worker_topics, start_producer
 from spotify_stream.models import codec_for
 from spotify_stream.models.codec import DecodeError, encoded_records_in
+from spotify_stream.models.deadletters import Reason, dead_letter
 from spotify_stream.settings import Settings
 from spotify_stream.stats import Stats
 from spotify_stream.tables.partitioned import PartitionedTable

@@ -43,11 +43,11 @@ from mode import Service
 
 from spotify_stream import topics
 from spotify_stream.agents.pipeline import Pipeline
-from spotify_stream.ingest.catalog import dead_letter
-from spotify_stream.ingest.reasons import Reason
 from spotify_stream.kafka import client_kwargs
 from spotify_stream.models import codec_for
-from spotify_stream.models.codec import MAGIC, DecodeError, items_in, record_name
+from spotify_stream.models.codec import DecodeError, items_in, record_name
+from spotify_stream.models.deadletters import Reason, dead_letter
+from spotify_stream.models.wire import MAGIC
 from spotify_stream.settings import Settings
 from spotify_stream.sink.buffer import Flush, Limits, PartitionBuffer
 from spotify_stream.sink.datasets import Dataset

@@ -12,7 +12,6 @@ features and their albums' artists, so every track read can be joined whole.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from spotify_stream.ingest.sources import (
     TRACKS_FILE,
     SourceFile,
 )
+from spotify_stream.models.deadletters import dead_letter
 
 Output = tuple[topics.Topic, str, dict[str, Any]]
 
@@ -50,33 +50,6 @@ class FileStats:
     bytes_read: int = 0
     size: int = 0
     error: str | None = None  # a file-level problem: missing, bad header
-
-
-def dead_letter(
-    reason: str,
-    detail: str | None,
-    source: str,
-    raw: bytes,
-    max_raw: int,
-    *,
-    line: int | None = None,
-    row: int | None = None,
-    partition: int | None = None,
-    offset: int | None = None,
-) -> dict[str, Any]:
-    """A DeadLetter record; ``raw`` is cut at ``max_raw`` bytes, its full size kept."""
-    return {
-        "reason": str(reason),
-        "detail": detail,
-        "source": source,
-        "line": line,
-        "row": row,
-        "partition": partition,
-        "offset": offset,
-        "raw": raw[:max_raw],
-        "raw_size": len(raw),
-        "failed_at": int(time.time() * 1000),
-    }
 
 
 class CatalogReader:
@@ -131,10 +104,6 @@ class CatalogReader:
                     return
                 if record.error is None:
                     yield dict(zip(csv_file.header, record.fields, strict=True))
-
-    @property
-    def file_errors(self) -> list[str]:
-        return [s.error for s in self.stats.values() if s.error]
 
     def records(self) -> Iterator[Output]:
         handlers: dict[str, Callable[[dict[str, str], int, int, FirstWins], list[Output]]] = {

@@ -14,7 +14,7 @@ import math
 import re
 from typing import Any
 
-from spotify_stream.ingest.reasons import Reason
+from spotify_stream.models.deadletters import Reason
 
 Row = dict[str, str]
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from spotify_stream.ingest.reasons import Reason
+from spotify_stream.models.deadletters import Reason
 
 _BOM = b"\xef\xbb\xbf"
 

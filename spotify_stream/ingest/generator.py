@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from spotify_stream.ingest.reasons import Reason
 from spotify_stream.ingest.sources import (
     ALBUMS_FILE,
     ARTISTS_FILE,
@@ -26,6 +25,7 @@ from spotify_stream.ingest.sources import (
     KAGGLE_COLUMNS,
     TRACKS_FILE,
 )
+from spotify_stream.models.deadletters import Reason
 
 ANOMALY_MANIFEST = "_anomalies.csv"
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 from spotify_stream.ml.clustering import FEATURES, ClusterModel
 from spotify_stream.models import codec_for
 from spotify_stream.models.block import BlockError, read_block
-from spotify_stream.models.codec import HEADER_SIZE
+from spotify_stream.models.wire import HEADER_SIZE
 
 TOP = 5
 #: The columns a book holds (from the enriched track), typed as a block read gives them.

@@ -1,8 +1,9 @@
 """The data contract: Avro schemas and everything derived from them.
 
-``schemas/*.avsc`` is the only place a record's fields are written down; Faust
-records (``records``), Arrow schemas (``arrow``) and the wire codec (``codec``)
-are all derived from it.
+``schemas/*.avsc`` is the only place a record's fields are written down; Arrow
+schemas (``arrow``), the wire codec (``codec``), the block decoder (``block``) and
+the encoded parts of an enriched track (``parts``) are all derived from it.
+``deadletters`` is the dead-letter contract every layer above writes.
 """
 
 from spotify_stream.models.codec import AvroCodec, DecodeError, codec_for

@@ -23,8 +23,8 @@ from typing import Any
 import fastavro
 import pyarrow as pa
 
-from spotify_stream.models.codec import HEADER_SIZE
 from spotify_stream.models.schemas import SCHEMAS
+from spotify_stream.models.wire import HEADER_SIZE
 
 _SYNC = b"spotify-stream\x00\x00"  # the container's 16-byte sync marker
 

@@ -16,9 +16,7 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from spotify_stream.models.schemas import HISTORY, SCHEMAS
-
-MAGIC = b"\xc3\x01"
-HEADER_SIZE = len(MAGIC) + 8
+from spotify_stream.models.wire import HEADER_SIZE, MAGIC
 
 
 class DecodeError(ValueError):

@@ -15,8 +15,9 @@ from typing import Any
 
 import fastavro
 
-from spotify_stream.models.codec import MAGIC, schema_fingerprint
+from spotify_stream.models.codec import schema_fingerprint
 from spotify_stream.models.schemas import SCHEMAS
+from spotify_stream.models.wire import MAGIC
 
 
 class RecordParts:

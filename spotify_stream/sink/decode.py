@@ -22,7 +22,8 @@ import pyarrow.compute as pc
 
 from spotify_stream.models import SCHEMAS, codec_for
 from spotify_stream.models.block import BlockError, read_block
-from spotify_stream.models.codec import HEADER_SIZE, DecodeError
+from spotify_stream.models.codec import DecodeError
+from spotify_stream.models.wire import HEADER_SIZE
 from spotify_stream.sink.parquet import schema_of, to_table
 
 

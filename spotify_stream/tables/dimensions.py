@@ -88,6 +88,3 @@ class DimensionStore:
     def take_changes(self) -> dict[str, list[str]]:
         changed, self.changed = self.changed, {kind: [] for kind in KINDS}
         return changed
-
-    def close(self) -> None:
-        self._db.close()

@@ -8,13 +8,16 @@ before a day's last plays would hide them.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-import os
-import sys
 from pathlib import Path
 
 from spotify_stream.errors import UsageError
 from spotify_stream.settings import Settings
+from spotify_stream.sink.parquet import encode
+from spotify_stream.sink.storage import Storage
+from spotify_stream.warehouse.marts import mart_schema, marts
+from spotify_stream.warehouse.query import run_duckdb
 
 JOBS = ("compact", "aggregate")
 
@@ -40,23 +43,17 @@ def glue_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).parents[2] / "glue"
 
 
-def glue_main(job: str, argv: list[str] | None = None) -> None:
-    """Entry point of the Glue job scripts: runs ``spotify-stream etl JOB --date D``.
-
-    Glue passes the job's arguments as ``--name value`` pairs beside its own
-    (``--JOB_NAME``, ...): ``--date`` is the day (default: yesterday) and each
-    ``--SPOTIFY_STREAM_<NAME>`` becomes the setting of that name; the rest is ignored.
-    """
-    from spotify_stream.cli import main
-
-    args = sys.argv[1:] if argv is None else argv
-    pairs = {
-        name: value
-        for name, value in zip(args, [*args[1:], ""], strict=True)
-        if name.startswith("--") and not value.startswith("--")
-    }
-    for name, value in pairs.items():
-        if name.startswith("--SPOTIFY_STREAM_"):
-            os.environ[name.removeprefix("--")] = value
-    sys.argv = ["spotify-stream", "etl", job, "--date", pairs.get("--date") or f"{yesterday()}"]
-    main()
+async def aggregate_day(
+    settings: Settings, storage: Storage, day: dt.date, names: list[str] | None = None
+) -> dict[str, int]:
+    """Build the marts ``names`` (default: all) of ``day``: mart -> rows written."""
+    written = {}
+    for name in names or list(marts()):
+        mart = marts()[name]
+        sql = mart.for_days(f"SELECT '{day:%Y-%m-%d}' AS dt")
+        table = await asyncio.to_thread(run_duckdb, settings, sql)
+        table = table.drop_columns(["dt"]).cast(mart_schema(name))
+        data = await asyncio.to_thread(encode, table, settings.parquet_row_group_rows)
+        await storage.put(f"{mart.folder(day)}part-0.parquet", data)
+        written[name] = table.num_rows
+    return written

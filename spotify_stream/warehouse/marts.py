@@ -17,7 +17,6 @@ once the day is aggregated again.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import functools
 import re
@@ -28,8 +27,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from spotify_stream.settings import Settings
-    from spotify_stream.sink.storage import Storage
 
 MARTS_SQL = Path(__file__).parent / "marts"
 MARTS = "marts"
@@ -70,12 +67,28 @@ def marts() -> dict[str, Mart]:
 @functools.cache
 def mart_schema(name: str) -> pa.Schema:
     """The columns of mart ``name`` as its files hold them (``dt`` is the folder):
-    its SQL run by DuckDB over an empty lake, so the SQL is their only definition."""
-    from spotify_stream.warehouse.query import run_duckdb
+    its SQL run by DuckDB over the datasets' empty tables, so the SQL is their only
+    definition."""
+    import duckdb
+    import sqlglot
 
     sql = marts()[name].for_days("SELECT CAST(NULL AS VARCHAR) AS dt WHERE FALSE")
-    schema = run_duckdb(None, sql, marts=False).schema
+    with duckdb.connect() as con:
+        register_empty_datasets(con)
+        schema = con.sql(sqlglot.transpile(sql, read="athena", write="duckdb")[0]).arrow().schema
     return schema.remove(schema.get_field_index("dt"))
+
+
+def register_empty_datasets(con) -> None:
+    """Each lake dataset as an empty table of its columns and ``dt``, in DuckDB ``con``."""
+    import pyarrow as pa
+
+    from spotify_stream.sink.datasets import DATASETS
+    from spotify_stream.sink.parquet import schema_of
+
+    for d in DATASETS:
+        schema = schema_of(d.topic.record).append(pa.field("dt", pa.string()))
+        con.register(d.name, schema.empty_table())
 
 
 def complete_marts(athena_sql: str) -> str:
@@ -123,22 +136,3 @@ def _hoist(tree, ctes):
     for alias, query in [*ctes, *own]:
         tree = tree.with_(alias, as_=query)
     return tree
-
-
-async def aggregate_day(
-    settings: Settings, storage: Storage, day: dt.date, names: list[str] | None = None
-) -> dict[str, int]:
-    """Build the marts ``names`` (default: all) of ``day``: mart -> rows written."""
-    from spotify_stream.sink.parquet import encode
-    from spotify_stream.warehouse.query import run_duckdb
-
-    written = {}
-    for name in names or list(marts()):
-        mart = marts()[name]
-        sql = mart.for_days(f"SELECT '{day:%Y-%m-%d}' AS dt")
-        table = await asyncio.to_thread(run_duckdb, settings, sql)
-        table = table.drop_columns(["dt"]).cast(mart_schema(name))
-        data = await asyncio.to_thread(encode, table, settings.parquet_row_group_rows)
-        await storage.put(f"{mart.folder(day)}part-0.parquet", data)
-        written[name] = table.num_rows
-    return written

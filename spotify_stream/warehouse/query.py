@@ -24,6 +24,12 @@ from spotify_stream.settings import Settings
 from spotify_stream.sink.datasets import DATASETS
 from spotify_stream.sink.objects import CURATED
 from spotify_stream.sink.parquet import schema_of
+from spotify_stream.warehouse.marts import (
+    complete_marts,
+    mart_schema,
+    marts,
+    register_empty_datasets,
+)
 
 QUERIES = Path(__file__).parent / "queries"
 _PARAM = re.compile(r"^--\s*param:\s*(\w+)\s*(?:=\s*(.*?))?\s*$")
@@ -62,8 +68,6 @@ class NamedQuery:
                     return exp.Literal.number(value)
                 return exp.Literal.string(value)
             return node
-
-        from spotify_stream.warehouse.marts import complete_marts
 
         return complete_marts(tree.transform(literal).sql("athena"))
 
@@ -104,8 +108,6 @@ def parquet_view(name: str, folder: Path, levels: int, union: bool) -> str:
 def lake_tables() -> list[tuple[str, str, pa.Schema]]:
     """(name, folder under the lake root, columns with the partition keys) of every
     dataset and mart: the tables a query can read."""
-    from spotify_stream.warehouse.marts import mart_schema, marts
-
     hive = [pa.field("dt", pa.string()), pa.field("hr", pa.string())]
     tables = [
         (d.name, f"{CURATED}/{d.name}/", pa.schema([*schema_of(d.topic.record), *hive]))
@@ -134,14 +136,10 @@ def run_duckdb(settings: Settings | None, athena_sql: str, marts: bool = True) -
     sql = to_duckdb(athena_sql)
     with duckdb.connect() as con:
         if settings is None:
-            empty = [
-                (d.name, schema_of(d.topic.record).append(pa.field("dt", pa.string())))
-                for d in DATASETS
-            ]
+            register_empty_datasets(con)
             if marts:
-                empty += [(name, schema) for name, _, schema in lake_tables()[len(DATASETS) :]]
-            for name, schema in empty:
-                con.register(name, schema.empty_table())
+                for name, _, schema in lake_tables()[len(DATASETS) :]:
+                    con.register(name, schema.empty_table())
         try:
             if settings is not None:
                 for name, folder, schema in lake_tables():

@@ -9,13 +9,13 @@ from spotify_stream.agents.enrichment import (
     ARTIST_FIELDS,
     PARTS,
     encode_distance,
-    enrich,
     features_part,
     missing_parts,
 )
 from spotify_stream.models import codec_for
 from spotify_stream.models.codec import body_if_current
 from tests.agents.test_late_dimensions import album, artist, features, track
+from tests.reference import enriched_record
 
 
 def test_missing_parts_only_count_referenced_dimensions():
@@ -32,13 +32,13 @@ def test_enriched_record_takes_each_part_from_its_dimension():
         artist("a1", "Ann"),
         features("track1"),
     )
-    record = enrich(t, al, ar, f)
+    record = enriched_record(t, al, ar, f)
     assert record["complete"] and record["missing"] == []
     assert (record["album_name"], record["album_popularity"]) == ("First", 40)
     assert (record["artist_name"], record["genres"]) == ("Ann", ["indie", "pop"])
     assert (record["tempo"], record["features_updated_at"]) == (120.0, f["updated_at"])
     assert {k: record[k] for k in t} == t
-    bare = enrich(t, None, None, None)
+    bare = enriched_record(t, None, None, None)
     assert not bare["complete"] and bare["missing"] == ["album", "artist", "features"]
     assert bare["genres"] == [] and bare["album_name"] is None
 
@@ -66,11 +66,15 @@ def test_enriched_bytes_from_parts_equal_encoding_the_record(present):
     assert body_if_current("Track", encoded) == parts[1]
     unassigned = PARTS.encode("cluster", {}) + PARTS.encode("distance", {})
     codec = codec_for("EnrichedTrack")
-    assert b"".join(parts) + unassigned == codec.encode(enrich(t, al, ar, f))
+    assert b"".join(parts) + unassigned == codec.encode(enriched_record(t, al, ar, f))
     assigned = PARTS.encode("cluster", {"cluster_id": 3, "model_version": 7}) + encode_distance(
         1.25
     )
-    record = enrich(t, al, ar, f) | {"cluster_id": 3, "model_version": 7, "cluster_distance": 1.25}
+    record = enriched_record(t, al, ar, f) | {
+        "cluster_id": 3,
+        "model_version": 7,
+        "cluster_distance": 1.25,
+    }
     assert b"".join(parts) + assigned == codec.encode(record)
 
 
@@ -81,5 +85,5 @@ def test_the_distance_written_directly_is_avro(distance):
 
 def test_the_track_part_decodes_alone_from_an_enriched_record():
     t = track(1, "al1", "a1")
-    encoded = codec_for("EnrichedTrack").encode(enrich(t, album("al1", "A"), None, None))
+    encoded = codec_for("EnrichedTrack").encode(enriched_record(t, album("al1", "A"), None, None))
     assert PARTS.decode("track", encoded[len(PARTS.header) :]) == t

@@ -12,7 +12,7 @@ from spotify_stream.ingest.cleaning import (
     merge_track,
     release_date,
 )
-from spotify_stream.ingest.reasons import Reason
+from spotify_stream.models.deadletters import Reason
 
 TS = 1_700_000_000_000
 

@@ -3,7 +3,7 @@ import io
 import pytest
 
 from spotify_stream.ingest.csvfile import CsvFile, HeaderError
-from spotify_stream.ingest.reasons import Reason
+from spotify_stream.models.deadletters import Reason
 
 
 def read(data: bytes, max_field: int = 1 << 20) -> tuple[CsvFile, list]:

@@ -9,7 +9,8 @@ import fastavro
 import pytest
 
 from spotify_stream.models import SCHEMAS, codec_for
-from spotify_stream.models.codec import MAGIC, register_writer_schema
+from spotify_stream.models.codec import register_writer_schema
+from spotify_stream.models.wire import MAGIC
 from spotify_stream.sink.decode import decode
 from spotify_stream.sink.parquet import schema_of, to_table
 
