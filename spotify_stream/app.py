@@ -20,17 +20,13 @@ from spotify_stream.agents import popularity
 from spotify_stream.agents.clustering import ModelHolder, Trainer
 from spotify_stream.agents.enrichment import Enricher
 from spotify_stream.agents.pipeline import Pipeline
-from spotify_stream.agents.sink import LakeConsumer, LakeSink, WriteGate
 from spotify_stream.agents.users import RecentPlays
 from spotify_stream.consumer import Consumer
 from spotify_stream.ml.recommend import TrackIndex
 from spotify_stream.ownership import claim
 from spotify_stream.security import faust_credentials
 from spotify_stream.settings import Settings, get_settings
-from spotify_stream.sink.buffer import Limits
-from spotify_stream.sink.datasets import DATASETS
-from spotify_stream.sink.storage import storage_for
-from spotify_stream.sink.writer import LakeWriter
+from spotify_stream.sink.consumer import LakeConsumer, lake_consumer
 from spotify_stream.tables.broadcast import BroadcastReader
 from spotify_stream.tables.dimensions import KINDS, DimensionStore
 from spotify_stream.tables.leaderboard import Leaderboard
@@ -252,14 +248,7 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
     async def expire_joins() -> None:
         await enricher.expire()
 
-    sinks: dict[str, LakeSink] = {}
-    app.lake = None
-    if settings.lake_sink:
-        writer = LakeWriter(storage_for(settings), settings.parquet_row_group_rows)
-        limits = Limits(settings.flush_seconds, settings.sink_max_rows, settings.sink_max_bytes)
-        gate = WriteGate()
-        sinks = {d.name: LakeSink(pipeline, writer, d, limits, gate) for d in DATASETS}
-        app.lake = LakeConsumer(settings, sinks)
+    app.lake = lake_consumer(settings, pipeline) if settings.lake_sink else None
 
     @app.timer(1.0)
     async def sample_rates() -> None:
@@ -276,7 +265,6 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
         windows=windows,
         index=index,
         recent=recent,
-        sinks=sinks,
         lake=app.lake,
         tables={
             "features": features,

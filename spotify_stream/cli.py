@@ -342,6 +342,31 @@ def worker(faust_args: tuple[str, ...]) -> None:
 
 
 @cli.command()
+def sink() -> None:
+    """Run the lake sink alone, beside workers started with SPOTIFY_STREAM_LAKE_SINK=false.
+
+    Reads every dataset's topic in the consumer group <app_id>-lake and lands it in
+    SPOTIFY_STREAM_LAKE, as the sink inside a worker does (several sink processes
+    share the partitions). Ctrl-C writes what it holds, commits it, and stops.
+    """
+    from spotify_stream import console
+    from spotify_stream.kafka import ensure_worker_topics
+    from spotify_stream.ownership import claim
+    from spotify_stream.sink.process import run_sink
+    from spotify_stream.sink.storage import check_lake
+
+    settings = _settings()
+    run_async(lambda _stop: ensure_worker_topics(settings))  # Kafka there, in one line
+    run_async(lambda _stop: check_lake(settings))
+    run_async(lambda _stop: claim(settings))  # a lake of another broker: one line
+    try:
+        lake = run_async(lambda stop: run_sink(settings, stop))
+    except Interrupted as exc:  # the way to stop it: what it landed
+        lake = exc.result
+    console.sink_summary({s.dataset.name: s.stats for s in lake.sinks.values()}, settings.lake)
+
+
+@cli.command()
 @click.option(
     "--tracks",
     type=click.IntRange(min=1),

@@ -121,6 +121,18 @@ def worker_summary(stats: dict, url: str) -> None:
     out.print(f"dashboard: {url}/dashboard (the demo with --serve keeps it up)")
 
 
+def sink_summary(stats: dict[str, dict], lake: str) -> None:
+    """What a lake sink process landed, per dataset."""
+    table = Table(title=f"landed in {lake}", title_justify="left", show_edge=False)
+    for column in ("dataset", "records read", "objects", "rows", "flushes", "failures"):
+        table.add_column(column, justify="left" if column == "dataset" else "right")
+    for name, s in stats.items():
+        table.add_row(
+            name, *(f"{s[k]:,}" for k in ("read", "files", "rows", "flushes", "failures"))
+        )
+    out.print(table)
+
+
 def lake_summary(counts: dict[str, tuple[int, int]], url: str) -> None:
     """The datasets in the lake, counted from the Parquet footers."""
     table = Table(title=f"lake: {url}/curated/", show_edge=False)

@@ -17,11 +17,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from spotify_stream import topics
 from spotify_stream.kafka import partition_for
 from spotify_stream.models.codec import millis
 from spotify_stream.models.deadletters import Reason
 
 Problem = tuple[Reason, str]
+
+
+def rules_for(
+    topic: str, record: str, key_field: str, partitions: int | None, max_clock_skew: float
+) -> Rules:
+    """The rules of ``record``\ s keyed by ``key_field`` on ``topic`` (of ``partitions``
+    partitions; None: not checked), with the topic's event time if it has one."""
+    public = topics.BY_NAME.get(topic)
+    event_time = public.event_time if public and public.record == record else None
+    return Rules(record, key_field, partitions, event_time, round(max_clock_skew * 1000))
 
 
 @dataclass(frozen=True)

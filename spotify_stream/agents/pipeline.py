@@ -27,7 +27,7 @@ from spotify_stream.models.deadletters import Reason, dead_letter
 from spotify_stream.settings import Settings
 from spotify_stream.stats import Stats
 from spotify_stream.tables.partitioned import PartitionedTable
-from spotify_stream.validation import Rules
+from spotify_stream.validation import Rules, rules_for
 
 log = logging.getLogger(__name__)
 
@@ -152,14 +152,9 @@ class Pipeline:
         """The rules of records of type ``record`` keyed by ``key_field`` on ``topic``."""
         rules = self._rules.get((topic, record, key_field))
         if rules is None:
-            public = topics.BY_NAME.get(topic)
-            event_time = public.event_time if public and public.record == record else None
-            rules = self._rules[topic, record, key_field] = Rules(
-                record,
-                key_field,
-                self.sender.partitions.get(topic) if self.sender else None,
-                event_time,
-                round(self.settings.max_clock_skew * 1000),
+            partitions = self.sender.partitions.get(topic) if self.sender else None
+            rules = self._rules[topic, record, key_field] = rules_for(
+                topic, record, key_field, partitions, self.settings.max_clock_skew
             )
         return rules
 

@@ -36,6 +36,7 @@ class Flush:
     items: list[bytes]
     bytes: int
     timestamps: list[int | None]
+    reason: str = "window"  # why it was cut: replay, rows, bytes, window or stop
 
 
 @dataclass
@@ -94,26 +95,36 @@ class PartitionBuffer:
             return None
         return self._opened_at + self.limits.window
 
-    def due(self, now: float) -> bool:
+    def due(self, now: float) -> str | None:
+        """Why the buffer is to be flushed now (``replay``, ``rows``, ``bytes`` or
+        ``window``); None when it is not."""
         if self._first is None:
-            return False
+            return None
         if self.replay:  # replaying a flush that began before a crash: its range, nothing else
-            return self._last >= self.replay[0][1]
+            return "replay" if self._last >= self.replay[0][1] else None
         limits = self.limits
-        return (
-            len(self._items) >= limits.max_rows
-            or self._bytes >= limits.max_bytes
-            or now - self._opened_at >= limits.window
-        )
+        if len(self._items) >= limits.max_rows:
+            return "rows"
+        if self._bytes >= limits.max_bytes:
+            return "bytes"
+        return "window" if now - self._opened_at >= limits.window else None
 
-    def take(self) -> Flush:
-        """Empty the buffer into a flush (the caller writes it, then acknowledges)."""
+    def take(self, reason: str) -> Flush:
+        """Empty the buffer into a flush cut for ``reason`` (the caller writes it, then
+        acknowledges)."""
         assert self._first is not None, "nothing to flush"
         first, last = self._first, self._last
         if self.replay:  # ``cut_before`` kept the buffer inside the replayed range
             first, last = self.replay.popleft()  # so: the same name as before the crash
         flush = Flush(
-            self.dataset, self.partition, first, last, self._items, self._bytes, self._timestamps
+            self.dataset,
+            self.partition,
+            first,
+            last,
+            self._items,
+            self._bytes,
+            self._timestamps,
+            reason,
         )
         self._items, self._timestamps = [], []
         self._first, self._last, self._bytes = None, -1, 0

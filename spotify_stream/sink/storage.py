@@ -25,6 +25,19 @@ from spotify_stream.errors import UsageError, UserError, no_credentials
 from spotify_stream.settings import Settings
 
 
+class StorageUnavailable(UserError):
+    """The lake cannot be read or written now: unreachable, refusing, missing, full.
+
+    The sink retries what failed so (with a backoff, its offsets held); any other
+    exception while writing is a bug and stops the worker. ``reason`` names the
+    kind, for the counters: unreachable, refused, not_found, no_credentials, io_error.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class Storage(Protocol):
     """A lake root; keys are ``/``-separated paths below it."""
 
@@ -59,15 +72,17 @@ class FileStorage:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         except OSError as exc:
-            raise UserError(f"cannot write to the lake at {self.root}: {exc.strerror}") from None
+            raise _io_error(self.root, exc) from None
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):  # a full disk, a lost mount: an outage
+                raise _io_error(self.root, exc) from None
             raise
         _fsync_dir(path.parent)  # the rename itself survives a power cut
 
@@ -81,7 +96,10 @@ class FileStorage:
             for folder in folders:
                 _fsync_dir(folder)
 
-        await asyncio.to_thread(unlink)
+        try:
+            await asyncio.to_thread(unlink)
+        except OSError as exc:
+            raise _io_error(self.root, exc) from None
 
     async def check(self) -> None:
         def probe() -> None:
@@ -91,15 +109,16 @@ class FileStorage:
                 os.close(fd)
                 os.unlink(tmp)
             except OSError as exc:
-                raise UserError(
-                    f"cannot write to the lake at {self.root}: {exc.strerror}"
-                ) from None
+                raise _io_error(self.root, exc) from None
 
         await asyncio.to_thread(probe)
 
     async def get(self, key: str) -> bytes | None:
         path = self.root / key
-        return await asyncio.to_thread(path.read_bytes) if path.is_file() else None
+        try:
+            return await asyncio.to_thread(path.read_bytes) if path.is_file() else None
+        except OSError as exc:
+            raise _io_error(self.root, exc, "read") from None
 
     async def keys(self, prefix: str = "") -> list[str]:
         def scan() -> list[str]:
@@ -108,10 +127,17 @@ class FileStorage:
             )
             return sorted(k for k in found if k.startswith(prefix) and _visible(k))
 
-        return await asyncio.to_thread(scan) if self.root.is_dir() else []
+        try:
+            return await asyncio.to_thread(scan) if self.root.is_dir() else []
+        except OSError as exc:
+            raise _io_error(self.root, exc, "read") from None
 
     async def close(self) -> None:
         pass
+
+
+def _io_error(root: Path, exc: OSError, doing: str = "write to") -> StorageUnavailable:
+    return StorageUnavailable(f"cannot {doing} the lake at {root}: {exc.strerror}", "io_error")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -229,9 +255,10 @@ class S3Storage:
                     Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
                 )
                 for error in response.get("Errors", ()):
-                    raise UserError(
+                    raise StorageUnavailable(
                         f"S3 did not delete {error.get('Key')} of {self.url}: "
-                        f"{error.get('Code')} {error.get('Message', '')}".rstrip()
+                        f"{error.get('Code')} {error.get('Message', '')}".rstrip(),
+                        "refused",
                     )
 
     async def check(self) -> None:
@@ -251,22 +278,31 @@ def _code(exc: BaseException) -> str:
 
 @contextmanager
 def _s3_errors(url: str) -> Iterator[None]:
-    """Turn what the user must fix (bucket, credentials) into one clear line."""
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+    """Every way S3 can fail a call, as one clear ``StorageUnavailable``: at start it is
+    one line for the user to fix; while running, the sink retries it."""
+    import aiohttp
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+    )
 
     try:
         yield
-    except EndpointConnectionError as exc:
-        raise UserError(f"cannot reach S3 for {url}: {exc}") from None
     except NoCredentialsError:
-        raise no_credentials(url) from None
+        raise StorageUnavailable(str(no_credentials(url)), "no_credentials") from None
+    except EndpointConnectionError as exc:
+        raise StorageUnavailable(f"cannot reach S3 for {url}: {exc}", "unreachable") from None
     except ClientError as exc:
         code = _code(exc)
         if code in ("NoSuchBucket", "404"):  # HeadBucket answers with the bare status
-            raise UserError(f"S3 bucket not found: {url}") from None
+            raise StorageUnavailable(f"S3 bucket not found: {url}", "not_found") from None
         if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            raise UserError(f"S3 refused access to {url}: {code}") from None
-        raise
+            raise StorageUnavailable(f"S3 refused access to {url}: {code}", "refused") from None
+        raise StorageUnavailable(f"S3 failed a call for {url}: {code or exc}", "refused") from None
+    except (BotoCoreError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise StorageUnavailable(f"S3 failed a call for {url}: {exc}", "unreachable") from None
 
 
 def require_aws_credentials(url: str) -> None:

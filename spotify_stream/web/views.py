@@ -26,12 +26,12 @@ from spotify_stream import topics
 from spotify_stream.agents.enrichment import Enricher
 from spotify_stream.agents.pipeline import Pipeline
 from spotify_stream.agents.popularity import PopularityWindows
-from spotify_stream.agents.sink import LakeConsumer, LakeSink
 from spotify_stream.agents.users import RecentPlays
 from spotify_stream.dashboard.data import jsonable
 from spotify_stream.kafka import partition_for
 from spotify_stream.ml.recommend import NotIndexed, TrackIndex
 from spotify_stream.models import codec_for
+from spotify_stream.sink.consumer import LakeConsumer
 from spotify_stream.tables.dimensions import KINDS, DimensionStore
 from spotify_stream.tables.leaderboard import Leaderboard
 from spotify_stream.tables.partitioned import PartitionedTable
@@ -72,10 +72,10 @@ def register(
     windows: PopularityWindows,
     index: TrackIndex,
     recent: RecentPlays,
-    sinks: dict[str, LakeSink],
     lake: LakeConsumer | None,
     tables: dict[str, PartitionedTable],
 ) -> None:
+    sinks = {sink.dataset.name: sink for sink in lake.sinks.values()} if lake else {}
     enriched_codec = codec_for("EnrichedTrack")
     window_names = [spec.name for spec in window_specs(pipeline.settings)]
 
@@ -205,6 +205,17 @@ def register(
                 family = CounterMetricFamily(f"{prefix}_lake_{name}", help_, labels=["dataset"])
                 for dataset, values in snap["lake"].items():
                     family.add_metric([dataset], values[name])
+                yield family
+            for name, help_ in (
+                ("flushes_by_reason", "Flushes written, by why they were cut"),
+                ("failures_by_reason", "Failed lake calls (retried), by kind"),
+            ):
+                family = CounterMetricFamily(
+                    f"{prefix}_lake_{name}", help_, labels=["dataset", "reason"]
+                )
+                for dataset, values in snap["lake"].items():
+                    for reason, count in values[name].items():
+                        family.add_metric([dataset, reason], count)
                 yield family
             for name, key, help_ in (
                 ("held_bytes", "held_bytes", "Message bytes held until written"),

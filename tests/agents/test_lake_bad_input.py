@@ -125,3 +125,38 @@ def test_a_lake_or_state_of_another_broker_stops_the_worker_with_one_line(fresh_
         )
     assert {p: p.read_bytes() for p in lake.rglob("*") if p.is_file()} == before
     assert not (tmp_path / "new-lake" / "curated").exists()
+
+
+SITECUSTOMIZE = """
+from spotify_stream.sink.writer import LakeWriter
+
+
+def _encode(self, *args):
+    raise TypeError("a bug in encoding")
+
+
+LakeWriter._encode = _encode
+"""
+
+
+def test_a_bug_in_encoding_stops_the_worker(fresh_settings, tmp_path, monkeypatch):
+    """A worker whose Parquet encoding has a bug (injected at its start through
+    sitecustomize) exits non-zero, naming it, instead of retrying it as an outage."""
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    monkeypatch.setenv("PYTHONPATH", str(inject))
+    settings = fresh_settings.model_copy(update={"flush_seconds": 0.5})
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    rows = [{**p, "played_at": now} for p in plays(50)]
+    asyncio.run(send_records(settings, [(topics.PLAYS, p) for p in rows]))
+    worker = WorkerProcess(settings, tmp_path).start()
+    try:
+        assert wait_for(lambda: worker.process.poll() is not None, 60)
+    finally:
+        worker.stop()
+    assert worker.process.returncode != 0
+    log = worker.log.read_text()
+    assert "plays: writing a flush failed; stopping the worker" in log
+    assert "TypeError: a bug in encoding" in log and "retrying in" not in log
+    assert not list((tmp_path / "lake").rglob("*.parquet"))

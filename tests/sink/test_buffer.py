@@ -11,17 +11,20 @@ def feed(buffer: PartitionBuffer, offsets, now=0.0):
     """Add records one by one as a sink does; return the flushes as (first, last, offsets)."""
     flushes = []
 
-    def take():
-        flush = buffer.take()
-        assert flush.bytes == 10 * len(flush.items)
+    def take(reason):
+        flush = buffer.take(reason)
+        assert flush.bytes == 10 * len(flush.items) and flush.reason == reason
         flushes.append((flush.first, flush.last, [int(i) for i in flush.items]))
+        reasons.append(reason)
 
+    reasons = []
     for offset in offsets:
         if buffer.cut_before(offset):
-            take()
+            take("replay")
         buffer.add(offset, item(offset), now)
-        if buffer.due(now):
-            take()
+        if reason := buffer.due(now):
+            take(reason)
+    feed.reasons = reasons
     return flushes
 
 
@@ -30,13 +33,15 @@ def test_rows_bytes_and_window_cut_the_buffer():
         (0, 2, [0, 1, 2]),
         (3, 5, [3, 4, 5]),
     ]
+    assert feed.reasons == ["rows", "rows"]
     big = PartitionBuffer("plays", 0, Limits(window=60, max_rows=100, max_bytes=25))
     assert feed(big, range(4)) == [(0, 2, [0, 1, 2])]
+    assert feed.reasons == ["bytes"]
     idle = PartitionBuffer("plays", 0, LIMITS)
     assert feed(idle, [0], now=100.0) == []
-    assert not idle.due(159.9) and idle.due(160.0)  # the first record waited a window
+    assert idle.due(159.9) is None and idle.due(160.0) == "window"  # it waited a window
     assert idle.window_ends == 160.0  # the sink polls no longer than that
-    idle.take()
+    idle.take("window")
     assert idle.window_ends is None
 
 

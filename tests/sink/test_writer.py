@@ -17,7 +17,7 @@ def flush():
     records[17] = {**records[17], "played_at": int(records[17]["played_at"].timestamp() * 1e6)}
     for offset, record in enumerate(records, start=300):
         buffer.add(offset, codec_for("Play").encode(record), 0.0)
-    return buffer.take(), records
+    return buffer.take("window"), records
 
 
 async def test_a_flush_lands_as_one_parquet_object_per_hour_without_misfits(tmp_path, flush):
@@ -92,7 +92,7 @@ async def test_records_the_agents_reject_are_skipped_not_landed(tmp_path):
     buffer = PartitionBuffer("plays", home, Limits(60, max_rows=10_000, max_bytes=1 << 30))
     for offset, (item, timestamp) in enumerate(sent):
         buffer.add(offset, item, 0.0, timestamp)
-    flush = buffer.take()
+    flush = buffer.take("window")
     storage = storage_for(Settings(lake=f"file://{tmp_path}/lake", _env_file=None))
     written = await LakeWriter(storage, 1000).write(flush, "Play", "played_at", rules)
     assert (written.rows, written.skipped, written.rejected) == (len(mine) + 1, 4, [])

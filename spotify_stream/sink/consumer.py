@@ -1,5 +1,11 @@
 """Lands topics in the lake: buffers per Kafka partition, Parquet per hour, then commits.
 
+A component of its own, like a Kafka Connect task: it runs inside a worker
+(``SPOTIFY_STREAM_LAKE_SINK=true``, the default; dead letters go out with the
+worker's pipeline) or as its own process (``spotify-stream sink``,
+``sink.process``). Either gives it ``Outputs``: where its dead letters go, and
+the input topics' rules.
+
 The sink is a consumer group of its own (``<app_id>-lake``), not a Faust agent:
 Faust does not stream a topic that is also a table's changelog, and
 ``spotify.tracks.enriched`` is the changelog of the ``enriched`` table. Its
@@ -13,8 +19,11 @@ the lake (``PartitionBuffer.recovering``).
 
 Records are held as they came (encoded); a flush is written by a task of its
 own (two at once), decoded and encoded in a thread, while the loop goes on
-reading. While storage is down, flushes wait and are retried with one backoff
-for all datasets (1 s doubling to 30 s); nothing past them is committed.
+reading. While storage is down (``StorageUnavailable``: unreachable,
+refusing, full), flushes wait and are retried with one backoff for all
+datasets (1 s doubling to 30 s); nothing past them is committed. Any other
+failure of a write is a bug: retrying would repeat it while every dataset
+waited behind the gate, so the worker stops, and its successor replays.
 The consumer keeps polling (so it stays in its group) but pauses every
 partition while the sink holds ``sink_max_memory`` message bytes or more,
 and resumes by itself once the flushes land. On a clean stop the sink writes
@@ -35,14 +44,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections import Counter
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from mode import Service
 
 from spotify_stream import topics
-from spotify_stream.agents.pipeline import Pipeline
 from spotify_stream.kafka import client_kwargs
 from spotify_stream.models import codec_for
 from spotify_stream.models.codec import DecodeError, items_in, record_name
@@ -50,12 +59,29 @@ from spotify_stream.models.deadletters import Reason, dead_letter
 from spotify_stream.models.wire import MAGIC
 from spotify_stream.settings import Settings
 from spotify_stream.sink.buffer import Flush, Limits, PartitionBuffer
-from spotify_stream.sink.datasets import Dataset
+from spotify_stream.sink.datasets import DATASETS, Dataset
 from spotify_stream.sink.objects import CURATED, flushes_after
+from spotify_stream.sink.storage import StorageUnavailable, storage_for
 from spotify_stream.sink.writer import LakeWriter
 from spotify_stream.validation import Rules
 
 log = logging.getLogger(__name__)
+
+
+class Outputs(Protocol):
+    """What the sink needs of the process it runs in: the worker's ``Pipeline``, or
+    ``process.SinkOutputs`` with a producer of its own."""
+
+    settings: Settings
+
+    def queue_dead_letter(self, key: bytes, record: dict[str, Any]) -> None:
+        """Send ``record`` (a DeadLetter) with the next commit point."""
+
+    async def commit_point(self) -> None:
+        """Wait until every dead letter queued so far is acknowledged."""
+
+    def rules(self, topic: str, record: str, key_field: str) -> Rules:
+        """The rules the agents apply to ``record``\ s of input ``topic``."""
 
 
 class WriteGate:
@@ -99,13 +125,13 @@ class LakeSink:
 
     def __init__(
         self,
-        pipeline: Pipeline,
+        outputs: Outputs,
         writer: LakeWriter,
         dataset: Dataset,
         limits: Limits,
         gate: WriteGate,
     ) -> None:
-        self.pipeline = pipeline
+        self.outputs = outputs
         self.writer = writer
         self.gate = gate
         self.dataset = dataset
@@ -117,7 +143,13 @@ class LakeSink:
         self._header = MAGIC + codec_for(dataset.topic.record).fingerprint
         self.stats: dict[str, Any] = dict.fromkeys(
             ("read", "files", "rows", "bytes", "flushes", "failures", "skipped", "rejected"), 0
-        ) | {"last_flush_at": None, "last_flush_seconds": None}
+        ) | {
+            "last_flush_at": None,
+            "last_flush_seconds": None,
+            "flushes_by_reason": Counter(),  # replay, rows, bytes, window, stop
+            "failures_by_reason": Counter(),  # StorageUnavailable.reason
+        }
+        self.broken: BaseException | None = None  # a write that failed other than storage
 
     @property
     def held_bytes(self) -> int:
@@ -152,12 +184,12 @@ class LakeSink:
             offset = message.offset
             items = self._items(message.value or b"")
             if items and buffer.cut_before(offset):
-                self._flush(buffer)
+                self._flush(buffer, "replay")
             for item in items:
                 buffer.add(offset, item, now, message.timestamp)
             read += len(items)
-            if buffer.due(now):
-                self._flush(buffer)
+            if reason := buffer.due(now):
+                self._flush(buffer, reason)
         self.stats["read"] += read
         self._next[partition] = messages[-1].offset + 1
 
@@ -191,14 +223,14 @@ class LakeSink:
         self._start_writes()
         now = time.monotonic()
         for buffer in list(self.buffers.values()):
-            if buffer.due(now):
-                self._flush(buffer)
+            if reason := buffer.due(now):
+                self._flush(buffer, reason)
 
     async def flush_all(self) -> None:
         """Take every buffer and write what can be written, once (a clean stop)."""
         for buffer in list(self.buffers.values()):
             if buffer.first is not None:
-                self.pending.append(buffer.take())
+                self.pending.append(buffer.take("stop"))
         await asyncio.gather(*self._writing.values())
         self.gate.reset()
         self._start_writes()
@@ -209,7 +241,7 @@ class LakeSink:
             raise StorageDown
         try:
             keys = await self.writer.storage.keys(f"{CURATED}/{self.dataset.name}/")
-        except Exception as exc:  # storage down: the caller reads the message again later
+        except StorageUnavailable as exc:  # the caller reads the message again later
             self._failed(f"listing the objects of partition {partition}", exc)
             raise StorageDown from None
         ranges = flushes_after(keys, self.dataset.name, partition, committed)
@@ -223,8 +255,8 @@ class LakeSink:
             )
         return PartitionBuffer.recovering(self.dataset.name, partition, self.limits, ranges)
 
-    def _flush(self, buffer: PartitionBuffer) -> None:
-        self.pending.append(buffer.take())
+    def _flush(self, buffer: PartitionBuffer, reason: str) -> None:
+        self.pending.append(buffer.take(reason))
         self._start_writes()
 
     def _start_writes(self) -> None:
@@ -241,6 +273,9 @@ class LakeSink:
             async with self.gate.slots:
                 if self.gate.ready():  # not if another write failed meanwhile
                     await self._write_now(flush)
+        except Exception as exc:  # not storage: a bug, which retrying would only repeat
+            log.exception("%s: writing a flush failed; stopping the worker", self.dataset.name)
+            self.broken = exc
         finally:
             del self._writing[id(flush)]
 
@@ -253,8 +288,8 @@ class LakeSink:
             for item, reason in written.rejected:
                 self._dead_letter(flush.partition, item, reason)
             if written.rejected:
-                await self.pipeline.commit_point()  # dead letters durable before the offsets move
-        except Exception as exc:  # storage down: keep the flush and its offsets, retry
+                await self.outputs.commit_point()  # dead letters durable before the offsets move
+        except StorageUnavailable as exc:  # keep the flush and its offsets, retry
             what = f"writing offsets {flush.first}..{flush.last} of partition {flush.partition}"
             self._failed(what, exc)
             return
@@ -266,6 +301,7 @@ class LakeSink:
         self.stats["rejected"] += len(written.rejected)
         self.stats["skipped"] += written.skipped
         self.stats["flushes"] += 1
+        self.stats["flushes_by_reason"][flush.reason] += 1
         self.stats["last_flush_at"] = time.time()
         self.stats["last_flush_seconds"] = round(time.monotonic() - started, 3)
 
@@ -275,10 +311,11 @@ class LakeSink:
         topic = self.dataset.topic
         if topic not in topics.INPUTS or topic.key is None:
             return None
-        return self.pipeline.rules(topic.name, topic.record, topic.key)
+        return self.outputs.rules(topic.name, topic.record, topic.key)
 
-    def _failed(self, what: str, exc: Exception) -> None:
+    def _failed(self, what: str, exc: StorageUnavailable) -> None:
         self.stats["failures"] += 1
+        self.stats["failures_by_reason"][exc.reason] += 1
         delay = self.gate.failed()
         log.warning("%s: %s failed (%s); retrying in %.0f s", self.dataset.name, what, exc, delay)
 
@@ -296,10 +333,10 @@ class LakeSink:
             reason,
             self.dataset.topic.name,
             item,
-            self.pipeline.settings.deadletter_max_raw_bytes,
+            self.outputs.settings.deadletter_max_raw_bytes,
             partition=partition,
         )
-        self.pipeline.queue_dead_letter(f"{self.dataset.name}:{partition}".encode(), letter)
+        self.outputs.queue_dead_letter(f"{self.dataset.name}:{partition}".encode(), letter)
 
 
 #: How long a clean stop waits for the last flushes (storage may be down).
@@ -373,6 +410,8 @@ class LakeConsumer(Service, ConsumerRebalanceListener):
                     except StorageDown:
                         consumer.seek(tp, messages[0].offset)  # read again once it answers
                 for sink in self.sinks.values():
+                    if sink.broken is not None:
+                        raise sink.broken  # the worker stops; its successor replays
                     sink.flush_due()
                 if time.monotonic() >= self._commit_at:
                     await self._commit()
@@ -425,3 +464,12 @@ _POLL_RECORDS = 1000
 _POLL_MS = 500
 #: Commits at most this often (a crash replays at most this much more).
 _COMMIT_SECONDS = 1.0
+
+
+def lake_consumer(settings: Settings, outputs: Outputs) -> LakeConsumer:
+    """The sink of every dataset, writing to the lake of ``settings``."""
+    writer = LakeWriter(storage_for(settings), settings.parquet_row_group_rows)
+    limits = Limits(settings.flush_seconds, settings.sink_max_rows, settings.sink_max_bytes)
+    gate = WriteGate()
+    sinks = {d.name: LakeSink(outputs, writer, d, limits, gate) for d in DATASETS}
+    return LakeConsumer(settings, sinks)
