@@ -1,7 +1,8 @@
 """The Faust application: tables, agents and web views wired together.
 
-``faust -A spotify_stream.app worker`` and ``spotify-stream worker`` run the
-same app with the settings of ``settings.py``. Agents take events in batches and
+``create_app(settings)`` builds it: ``spotify-stream worker`` from the settings
+it checked, ``faust -A spotify_stream.app worker`` from the environment's (the
+module's ``app``, built on first use). Agents take events in batches and
 hand them to the modules of ``agents/`` (``Pipeline.run_agent``); Faust
 acknowledges nothing whose results are not yet in Kafka (at-least-once, which
 the embedded broker requires).
@@ -9,7 +10,8 @@ the embedded broker requires).
 
 from __future__ import annotations
 
-import logging
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -20,35 +22,22 @@ from spotify_stream.agents import popularity
 from spotify_stream.agents.clustering import ModelHolder, Trainer
 from spotify_stream.agents.enrichment import Enricher
 from spotify_stream.agents.pipeline import Pipeline
-from spotify_stream.agents.users import RecentPlays
-from spotify_stream.consumer import Consumer
+from spotify_stream.agents.users import PlaysAgent, RecentPlays
+from spotify_stream.faust_ext.broadcast import BroadcastReader
+from spotify_stream.faust_ext.consumer import Consumer
+from spotify_stream.faust_ext.recovery import TableManager
+from spotify_stream.faust_ext.worker import Worker
 from spotify_stream.ml.recommend import TrackIndex
 from spotify_stream.ownership import claim
 from spotify_stream.security import faust_credentials
 from spotify_stream.settings import Settings, get_settings
 from spotify_stream.sink.consumer import LakeConsumer, lake_consumer
-from spotify_stream.tables.broadcast import BroadcastReader
 from spotify_stream.tables.dimensions import KINDS, DimensionStore
 from spotify_stream.tables.leaderboard import Leaderboard
-from spotify_stream.tables.recovery import TableManager
 from spotify_stream.tables.windows import window_specs
 from spotify_stream.web.dashboard import json_errors
 
 RAW = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-
-
-class Worker(faust.Worker):
-    """Faust's worker without its terminal spinner.
-
-    To turn the spinner on every log call, Faust sets the root logger to DEBUG
-    at its default level (warn) and leaves it there: every ``log.debug`` of
-    Faust and mode then built a record that no handler wanted, one per
-    changelog message in table recovery. A worker recovering 200,000 tracks
-    began its backlog after 30.3 and 30.8 s without it, 34.5 and 35.8 s with it.
-    """
-
-    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
-        self.spinner = None
 
 
 class SpotifyStreamApp(faust.App):
@@ -145,27 +134,18 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
     training_topic = pipeline.internal(topics.CLUSTER_TRAINING)
     index_topic = pipeline.internal(topics.TRACK_INDEX)
 
-    def apply(topic: str, value: bytes | None) -> None:
-        if topic == topics.POPULARITY.name:
-            leaderboard.apply_message(value)
-        elif topic == models_topic:
-            models.apply_message(value)
-        elif topic == index_topic:
-            index.add_message(value)
-        else:
-            dimensions.apply_message(topic, value)
-
-    async def after_batch() -> None:
-        for kind, ids in dimensions.take_changes().items():
-            if ids:
-                await enricher.on_dimensions(kind, ids)
-        await enricher.label()
+    appliers: dict[str, Callable[[bytes | None], None]] = {
+        topics.POPULARITY.name: leaderboard.apply_message,
+        models_topic: models.apply_message,
+        index_topic: index.add_message,
+        **{t.name: functools.partial(dimensions.apply_message, t.name) for t in KINDS.values()},
+    }
 
     app.reader = BroadcastReader(
         settings,
-        [*(t.name for t in KINDS.values()), topics.POPULARITY.name, models_topic, index_topic],
-        apply,
-        after_batch,
+        list(appliers),
+        lambda topic, value: appliers[topic](value),
+        lambda: enricher.after_broadcast(dimensions.take_changes()),
     )
 
     @enriched.table.on_recover
@@ -191,32 +171,18 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
     async def enrich(stream: faust.StreamT) -> None:
         await pipeline.run_agent(stream, enricher.handle)
 
-    @agent(source(*(t.name for t in KINDS.values())))
+    # The member owning a dimension partition dead-letters its bad messages.
+    dimension_records = {t.name: (t.record, t.key) for t in KINDS.values()}
+
+    @agent(source(*dimension_records))
     async def check_dimensions(stream: faust.StreamT) -> None:
-        """The group member owning a dimension partition dead-letters its bad messages
-        (every worker's broadcast reader skips them)."""
+        await pipeline.run_agent(stream, lambda events: pipeline.check(events, dimension_records))
 
-        async def check(events: list) -> None:
-            for event in events:
-                kind = "artist" if event.message.topic == topics.ARTISTS.name else "album"
-                pipeline.records(event, KINDS[kind].record, f"{kind}_id")
-
-        await pipeline.run_agent(stream, check)
-
-    async def on_plays(events: list[faust.EventT]) -> None:
-        by_partition: dict[int, list[dict[str, Any]]] = {}
-        for event in events:
-            plays = pipeline.records(event, "Play", "user_id")
-            message = event.message
-            await popularity.repartition_plays(pipeline, message.partition, message.offset, plays)
-            by_partition.setdefault(message.partition, []).extend(plays)
-        for partition, plays in by_partition.items():
-            with user_plays.batch(partition):
-                await recent.remember(partition, plays)
+    plays_agent = PlaysAgent(pipeline, recent)
 
     @agent(source(topics.PLAYS.name))
     async def plays(stream: faust.StreamT) -> None:
-        await pipeline.run_agent(stream, on_plays)
+        await pipeline.run_agent(stream, plays_agent.handle)
 
     @agent(source(pipeline.internal(topics.PLAYS_BY_TRACK)))
     async def attribute(stream: faust.StreamT) -> None:
@@ -277,6 +243,14 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
     return app
 
 
-app = create_app(get_settings())
+def __getattr__(name: str) -> Any:
+    """``app``: built on first use from the environment's settings, for ``faust -A
+    spotify_stream.app``. (``spotify-stream worker`` builds its own with
+    ``create_app``; importing this module builds nothing.)"""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()["app"] = built = create_app(get_settings())
+    return built
 
-__all__ = ["app", "create_app"]
+
+__all__ = ["create_app"]

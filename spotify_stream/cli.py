@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import time
@@ -322,18 +321,18 @@ def worker(faust_args: tuple[str, ...]) -> None:
 
     settings = _settings()
     # Faust retries an absent broker forever; say it in one line instead. (Before
-    # the app is imported: an app touched inside this loop would stay bound to it.)
+    # the app is built: an app touched inside this loop would stay bound to it.)
     partitions, counts = run_async(lambda _stop: ensure_worker_topics(settings))
     for warning in partition_plan(settings.app_id, counts, settings.partitions):
         log.warning("%s", warning)
     if partitions != settings.partitions:  # the tables take the existing topics' count
-        os.environ["SPOTIFY_STREAM_PARTITIONS"] = str(partitions)
-        get_settings.cache_clear()
-        settings = _settings()
+        settings = settings.model_copy(update={"partitions": partitions})
     if settings.lake_sink:  # a wrong bucket or an unwritable directory: one line, not retries
         run_async(lambda _stop: check_lake(settings))
     run_async(lambda _stop: claim(settings))  # a lake or state of another broker: one line
-    from spotify_stream.app import app
+    from spotify_stream.app import create_app
+
+    app = create_app(settings)
 
     import_early()  # before the collector freezes what the imports made
     tune_gc()

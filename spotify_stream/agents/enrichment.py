@@ -27,6 +27,7 @@ import struct
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -35,12 +36,12 @@ from faust.types import EventT
 from spotify_stream import topics
 from spotify_stream.agents.clustering import ModelHolder
 from spotify_stream.agents.pipeline import Pipeline, Record
+from spotify_stream.faust_ext.partitioned import PartitionedTable
 from spotify_stream.ml.clustering import VECTOR, pack_vector, unpack_vectors
 from spotify_stream.models import SCHEMAS, codec_for
 from spotify_stream.models.codec import body_if_current, encode_batch, millis
 from spotify_stream.models.parts import RecordParts
 from spotify_stream.tables.dimensions import DimensionStore
-from spotify_stream.tables.partitioned import PartitionedTable
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,18 @@ ARTIST_FIELDS = {
 
 _SINCE = struct.Struct(">q")
 _DISTANCE = struct.Struct("<d")
-#: The join-retry message that asks a partition's owner to label, in bulk, its tracks
-#: emitted before the first model (one message per partition, not per track).
-_LABEL = b"label"
+
+
+class Retry(bytes, Enum):
+    """What a message of the join-retry topic asks of the partition's owner (its value;
+    its key is the track id, but for ``LABEL``)."""
+
+    DIMENSION = b"dimension"  # a dimension came or changed: join the track again
+    EXPIRE = b"expire"  # the track waited its maximum: join it, complete or not
+    LABEL = b"label"  # label, in bulk, the partition's tracks emitted before the first model
+
+
+#: The key of a ``LABEL`` retry (one message per partition, not per track).
 _LABEL_KEY = b"\x00label"
 #: Enriched tracks per Batch message to the cluster trainer, and feature vectors per
 #: vectors message.
@@ -168,6 +178,25 @@ class Enricher:
         self._cluster_cache: dict[tuple[int, int], bytes] = {}
         self._no_cluster = PARTS.encode("cluster", {}) + PARTS.encode("distance", {})
 
+    def status(self) -> dict[str, Any]:
+        """What the monitoring pages show of the join: tracks waiting for a dimension,
+        tracks emitted before the first model and not yet labelled, and the model."""
+        model = self.models.model
+        return {
+            "pending_joins": len(self.waiting),
+            "unlabelled_tracks": sum(
+                len(keys)
+                for waiting in (self.unlabelled, self.labelling)
+                for keys in waiting.values()
+            ),
+            "cluster_model": None
+            if model is None
+            else {"version": model.version, "k": model.k, "rows_seen": model.rows_seen},
+        }
+
+    def is_waiting(self, track_id: str) -> bool:
+        return track_id in self.waiting
+
     async def handle(self, events: Iterable[EventT]) -> None:
         pipeline = self.pipeline
         labels: set[int] = set()  # partitions to label, in bulk
@@ -176,12 +205,11 @@ class Enricher:
             partition = message.partition
             if message.topic == self.retry_topic:
                 pipeline.stats.consumed(message.topic, partition, message.offset)
-                if message.value == _LABEL:
+                retry = Retry(message.value)
+                if retry is Retry.LABEL:
                     labels.add(partition)
                     continue
-                await self.rejoin(
-                    partition, message.key.decode(), expire=message.value == b"expire"
-                )
+                await self.rejoin(partition, message.key.decode(), expire=retry is Retry.EXPIRE)
             elif message.topic == topics.TRACKS.name:
                 # Tracks keep updated_at in ms: the join only compares it.
                 tracks = pipeline.encoded_records(
@@ -465,6 +493,14 @@ class Enricher:
         if artist_id := track.get("artist_id"):
             self.index["artist"][artist_id].add(track_id)
 
+    async def after_broadcast(self, changes: dict[str, list[str]]) -> None:
+        """After each batch the broadcast reader applied: re-emit the tracks of changed
+        artists and albums (``DimensionStore.take_changes``), then label what waits."""
+        for kind, ids in changes.items():
+            if ids:
+                await self.on_dimensions(kind, ids)
+        await self.label()
+
     async def on_dimensions(self, kind: str, ids: list[str]) -> None:
         """New or changed artists/albums: retry the tracks of this worker that use them.
 
@@ -478,7 +514,7 @@ class Enricher:
         index = self.index[kind]
         for id_ in ids:
             for track_id in index.get(id_, ()):
-                await self.pipeline.send(self.retry_topic, track_id.encode(), b"dimension")
+                await self.pipeline.send(self.retry_topic, track_id.encode(), Retry.DIMENSION)
                 sent += 1
         if sent:
             self._stats["dimension_retries"] += sent
@@ -493,7 +529,7 @@ class Enricher:
         for partition, keys in waiting.items():
             if keys:
                 self.labelling.setdefault(partition, set()).update(keys)
-                await self.pipeline.send(self.retry_topic, _LABEL_KEY, _LABEL, partition)
+                await self.pipeline.send(self.retry_topic, _LABEL_KEY, Retry.LABEL, partition)
                 self._stats["label_retries"] += 1
         await self.pipeline.commit_point()
 
@@ -534,7 +570,7 @@ class Enricher:
         overdue = [t for t, since in self.waiting.items() if since <= deadline]
         for track_id in overdue:
             self.waiting[track_id] = 1 << 62  # asked once; rejoin decides
-            await self.pipeline.send(self.retry_topic, track_id.encode(), b"expire")
+            await self.pipeline.send(self.retry_topic, track_id.encode(), Retry.EXPIRE)
         if overdue:
             await self.pipeline.commit_point()
 
@@ -560,7 +596,7 @@ class Enricher:
                 elif record["model_version"] is None and record["features_updated_at"] is not None:
                     self.unlabelled.setdefault(partition, set()).add(key)
         for key in retries:
-            await self.pipeline.send(self.retry_topic, key, b"dimension")
+            await self.pipeline.send(self.retry_topic, key, Retry.DIMENSION)
         await self.pipeline.commit_point()
         log.info(
             "join state of partitions %s: %d waiting, %d retried",

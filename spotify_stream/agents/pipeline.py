@@ -20,13 +20,13 @@ from aiokafka import AIOKafkaProducer
 from faust.types import EventT, StreamT
 
 from spotify_stream import topics
+from spotify_stream.faust_ext.partitioned import PartitionedTable
 from spotify_stream.kafka import PartitionedSender, ensure_worker_topics, start_producer
 from spotify_stream.models import codec_for
 from spotify_stream.models.codec import DecodeError, encoded_records_in
 from spotify_stream.models.deadletters import Reason, dead_letter
 from spotify_stream.settings import Settings
 from spotify_stream.stats import Stats
-from spotify_stream.tables.partitioned import PartitionedTable
 from spotify_stream.validation import Rules, rules_for
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,13 @@ class Pipeline:
             in_flight.append(asyncio.ensure_future(acknowledge(events)))
             while len(in_flight) > 2 or (in_flight and in_flight[0].done()):
                 await in_flight.pop(0)
+
+    async def check(self, events: list[EventT], expected: dict[str, tuple[str, str]]) -> None:
+        """Dead-letter the bad messages of topics others read (the dimensions, which
+        every worker's broadcast reader takes and skips the bad of): ``expected`` maps
+        a topic to its record type and key field. The member owning a partition does it."""
+        for event in events:
+            self.records(event, *expected[event.message.topic])
 
     def records(self, event: EventT, expected: str, key_field: str) -> list[Record]:
         """The valid records of one message; the others go to the dead-letter topic."""

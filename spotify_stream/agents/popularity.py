@@ -30,12 +30,12 @@ from faust.types import EventT
 
 from spotify_stream import topics
 from spotify_stream.agents.pipeline import Pipeline
+from spotify_stream.faust_ext.partitioned import PartitionedTable
 from spotify_stream.kafka import partition_for
 from spotify_stream.models import codec_for
 from spotify_stream.models.codec import millis
 from spotify_stream.models.deadletters import Reason
 from spotify_stream.tables import sketch
-from spotify_stream.tables.partitioned import PartitionedTable
 from spotify_stream.tables.windows import Aggregate, WindowClock, WindowSpec, pane_size
 
 log = logging.getLogger(__name__)

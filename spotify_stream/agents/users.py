@@ -1,7 +1,8 @@
-"""Each user's recent plays: the table the recommendations start from.
+"""The plays agent, and each user's recent plays: the table recommendations start from.
 
 ``spotify.plays`` is keyed by user, so the plays agent that repartitions plays
-by track also keeps, in the ``user-plays`` table, each user's last
+by track (for the popularity windows) also keeps, in the ``user-plays`` table,
+each user's last
 ``recent_plays`` distinct tracks (a replay moves a track to the end and keeps
 its latest skip flag). The value is JSON ``[[track_id, skipped], ...]``, oldest
 first: small, and readable in the changelog.
@@ -13,8 +14,34 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from faust.types import EventT
+
+from spotify_stream.agents import popularity
+from spotify_stream.agents.pipeline import Pipeline
+from spotify_stream.faust_ext.partitioned import PartitionedTable
 from spotify_stream.ml.recommend import Played
-from spotify_stream.tables.partitioned import PartitionedTable
+
+
+class PlaysAgent:
+    """Each play on to the popularity windows (repartitioned by track, with its
+    origin) and into its user's recent plays, a batch of a partition at a time."""
+
+    def __init__(self, pipeline: Pipeline, recent: RecentPlays) -> None:
+        self.pipeline = pipeline
+        self.recent = recent
+
+    async def handle(self, events: list[EventT]) -> None:
+        by_partition: dict[int, list[dict[str, Any]]] = {}
+        for event in events:
+            plays = self.pipeline.records(event, "Play", "user_id")
+            message = event.message
+            await popularity.repartition_plays(
+                self.pipeline, message.partition, message.offset, plays
+            )
+            by_partition.setdefault(message.partition, []).extend(plays)
+        for partition, plays in by_partition.items():
+            with self.recent.table.batch(partition):
+                await self.recent.remember(partition, plays)
 
 
 class RecentPlays:

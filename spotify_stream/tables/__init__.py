@@ -1,1 +1,2 @@
-"""Worker state: Faust tables written in bulk, the broadcast dimension store, windows."""
+"""Worker state of our own: the dimension store, popularity windows and their clocks,
+the leaderboard, the listener sketch. (Faust tables and the broadcast reader: ``faust_ext``.)"""

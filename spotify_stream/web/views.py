@@ -28,13 +28,13 @@ from spotify_stream.agents.pipeline import Pipeline
 from spotify_stream.agents.popularity import PopularityWindows
 from spotify_stream.agents.users import RecentPlays
 from spotify_stream.dashboard.data import jsonable
+from spotify_stream.faust_ext.partitioned import PartitionedTable
 from spotify_stream.kafka import partition_for
 from spotify_stream.ml.recommend import NotIndexed, TrackIndex
 from spotify_stream.models import codec_for
 from spotify_stream.sink.consumer import LakeConsumer
 from spotify_stream.tables.dimensions import KINDS, DimensionStore
 from spotify_stream.tables.leaderboard import Leaderboard
-from spotify_stream.tables.partitioned import PartitionedTable
 from spotify_stream.tables.windows import window_specs
 from spotify_stream.web import dashboard
 
@@ -124,12 +124,7 @@ def register(
             else None,
             "tables": {name: table.approximate_size(partitions) for name, table in tables.items()},
             "dimensions": {**dimensions.counts, "stale_versions": dimensions.stale},
-            "pending_joins": len(enricher.waiting),
-            "unlabelled_tracks": sum(
-                len(keys)
-                for waiting in (enricher.unlabelled, enricher.labelling)
-                for keys in waiting.values()
-            ),
+            **enricher.status(),
             "dead_letters": dict(stats.dead_letters),
             "events": dict(stats.events),
             "lake": {
@@ -137,9 +132,6 @@ def register(
                 for name, sink in sinks.items()
             },
             "lake_paused": lake is not None and lake.paused,
-            "cluster_model": None
-            if (model := enricher.models.model) is None
-            else {"version": model.version, "k": model.k, "rows_seen": model.rows_seen},
             "partitions": sorted(partitions),
         }
 
@@ -276,7 +268,7 @@ def register(
             return error(web, 503, f"partition {partition} of {track_id} is not on this worker")
         raw = enriched.get(partition, key)
         if raw is None:
-            waiting = track_id in enricher.waiting
+            waiting = enricher.is_waiting(track_id)
             return error(
                 web,
                 404,

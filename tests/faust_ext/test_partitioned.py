@@ -1,8 +1,8 @@
 import faust
 from aiokafka import AIOKafkaProducer
 
+from spotify_stream.faust_ext.partitioned import PartitionedTable
 from spotify_stream.kafka import PartitionedSender
-from spotify_stream.tables.partitioned import PartitionedTable
 
 
 async def test_batched_puts_are_read_back_at_once_and_written_together(tmp_path):
