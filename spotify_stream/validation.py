@@ -28,7 +28,7 @@ Problem = tuple[Reason, str]
 def rules_for(
     topic: str, record: str, key_field: str, partitions: int | None, max_clock_skew: float
 ) -> Rules:
-    """The rules of ``record``\ s keyed by ``key_field`` on ``topic`` (of ``partitions``
+    """The rules of records of type ``record`` keyed by ``key_field`` on ``topic`` (of ``partitions``
     partitions; None: not checked), with the topic's event time if it has one."""
     public = topics.BY_NAME.get(topic)
     event_time = public.event_time if public and public.record == record else None

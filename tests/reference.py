@@ -12,9 +12,9 @@ from spotify_stream.agents.enrichment import (
     ARTIST_FIELDS,
     FEATURE_FIELDS,
     TRACK_FIELDS,
-    Record,
     missing_parts,
 )
+from spotify_stream.agents.pipeline import Record
 from spotify_stream.ingest.generator import ANOMALY_MANIFEST
 from spotify_stream.ingest.sources import ALBUMS_FILE, ARTISTS_FILE, FEATURES_FILE, TRACKS_FILE
 

@@ -81,7 +81,7 @@ class Outputs(Protocol):
         """Wait until every dead letter queued so far is acknowledged."""
 
     def rules(self, topic: str, record: str, key_field: str) -> Rules:
-        """The rules the agents apply to ``record``\ s of input ``topic``."""
+        """The rules the agents apply to records of type ``record`` on input ``topic``."""
 
 
 class WriteGate:

@@ -1,24 +1,6 @@
-"""The enrichment join: tracks + album + primary artist + audio features.
-
-Tracks, features and join retries share the key (track_id) and the partition
-count, so one agent sees everything about a track in order. Artists and albums
-come from the worker's broadcast ``DimensionStore``.
-
-- A track whose album, artist or features are missing waits in ``pending``
-  (track_id -> first-seen time + track). ``index`` maps each album and artist
-  id to the tracks of this worker that reference it, so an arriving or changed
-  dimension sends a retry for exactly those tracks; arriving features retry
-  their own track directly.
-- After ``join_max_wait`` a waiting track is emitted with nulls, ``complete``
-  false and the missing parts named. A later arrival re-emits it complete.
-- A track with all its features waits, the same way, for the first cluster
-  model (a cold start), so it is emitted once, labelled, rather than once
-  unlabelled and again labelled.
-- ``enriched`` holds what was last emitted; its changelog *is* the output topic
-  ``spotify.tracks.enriched``. A record is emitted only when its bytes differ
-  from the stored ones, so retries and replays never emit duplicates with
-  different content, and a changed dimension re-emits every affected track.
-"""
+"""The enrichment join: its state, and the protocol around it (see the package's
+docstring): waiting tracks, retries, expiry, re-emission on changed dimensions,
+labelling after the first model, recovery."""
 
 from __future__ import annotations
 
@@ -27,113 +9,33 @@ import struct
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from enum import Enum
 from typing import Any
 
-import numpy as np
 from faust.types import EventT
 
 from spotify_stream import topics
 from spotify_stream.agents.clustering import ModelHolder
+from spotify_stream.agents.enrichment.assembly import (
+    JOIN_FIELDS,
+    PARTS,
+    Assembler,
+    features_part,
+    missing_parts,
+)
+from spotify_stream.agents.enrichment.labels import Labels
+from spotify_stream.agents.enrichment.retry import LABEL_KEY, Retry
+from spotify_stream.agents.enrichment.training import TrainerFeed
 from spotify_stream.agents.pipeline import Pipeline, Record
 from spotify_stream.faust_ext.partitioned import PartitionedTable
-from spotify_stream.ml.clustering import VECTOR, pack_vector, unpack_vectors
-from spotify_stream.models import SCHEMAS, codec_for
-from spotify_stream.models.codec import body_if_current, encode_batch, millis
-from spotify_stream.models.parts import RecordParts
+from spotify_stream.ml.clustering import VECTOR, pack_vector
+from spotify_stream.models import codec_for
+from spotify_stream.models.codec import body_if_current, millis
 from spotify_stream.tables.dimensions import DimensionStore
 
 log = logging.getLogger(__name__)
 
-TRACK_FIELDS = [f["name"] for f in SCHEMAS["Track"]["fields"]]
-#: What the join reads of a track as it arrives: it copies the rest encoded.
-JOIN_FIELDS = ("track_id", "album_id", "artist_id", "updated_at")
-_NOT_FEATURES = {"track_id", "duration_ms", "updated_at"}
-FEATURE_FIELDS = [
-    f["name"] for f in SCHEMAS["AudioFeatures"]["fields"] if f["name"] not in _NOT_FEATURES
-]
-#: EnrichedTrack field -> Album field
-ALBUM_FIELDS = {
-    "album_name": "name",
-    "album_type": "album_type",
-    "release_date": "release_date",
-    "release_date_precision": "release_date_precision",
-    "label": "label",
-    "album_popularity": "popularity",
-    "album_total_tracks": "total_tracks",
-    "album_updated_at": "updated_at",
-}
-#: EnrichedTrack field -> Artist field
-ARTIST_FIELDS = {
-    "artist_name": "name",
-    "artist_popularity": "popularity",
-    "artist_followers": "followers",
-    "genres": "genres",
-    "artist_updated_at": "updated_at",
-}
-
+#: A pending-joins value: the first-seen time (ms), then the encoded Track.
 _SINCE = struct.Struct(">q")
-_DISTANCE = struct.Struct("<d")
-
-
-class Retry(bytes, Enum):
-    """What a message of the join-retry topic asks of the partition's owner (its value;
-    its key is the track id, but for ``LABEL``)."""
-
-    DIMENSION = b"dimension"  # a dimension came or changed: join the track again
-    EXPIRE = b"expire"  # the track waited its maximum: join it, complete or not
-    LABEL = b"label"  # label, in bulk, the partition's tracks emitted before the first model
-
-
-#: The key of a ``LABEL`` retry (one message per partition, not per track).
-_LABEL_KEY = b"\x00label"
-#: Enriched tracks per Batch message to the cluster trainer, and feature vectors per
-#: vectors message.
-_TRAINING_BATCH = 1000
-_VECTORS_BATCH = 10_000
-
-
-def missing_parts(track: Record, album: Any, artist: Any, features: Any) -> list[str]:
-    """Referenced dimensions not yet known (a track without album_id misses no album).
-
-    ``album``, ``artist``, ``features``: records or encoded parts; None while unknown.
-    """
-    missing = []
-    if track.get("album_id") and album is None:
-        missing.append("album")
-    if track.get("artist_id") and artist is None:
-        missing.append("artist")
-    if features is None:
-        missing.append("features")
-    return missing
-
-
-def features_part(features: Record) -> Record:
-    """The "features" part of an enriched track, from an AudioFeatures record."""
-    part = {name: features.get(name) for name in FEATURE_FIELDS}
-    part["features_updated_at"] = features["updated_at"]
-    return part
-
-
-def encode_distance(distance: float) -> bytes:
-    """The "distance" part: Avro's ["null", "double"], branch 1 then the double, written
-    directly (fastavro took 2 us a track; ``test_enrichment`` checks the bytes agree)."""
-    return b"\x02" + _DISTANCE.pack(distance)
-
-
-#: EnrichedTrack as consecutive field groups (see ``models.parts``).
-PARTS = RecordParts(
-    "EnrichedTrack",
-    {
-        "track": TRACK_FIELDS,
-        "album": list(ALBUM_FIELDS),
-        "artist": list(ARTIST_FIELDS),
-        "features": [*FEATURE_FIELDS, "features_updated_at"],
-        "status": ["complete", "missing"],
-        "cluster": ["cluster_id", "model_version"],
-        "distance": ["cluster_distance"],
-    },
-)
 
 
 class Enricher:
@@ -152,15 +54,15 @@ class Enricher:
         self.pending = pending  # track_id -> first seen (ms, 8 bytes) + encoded Track
         self.enriched = enriched  # track_id -> encoded EnrichedTrack, as emitted
         self.models = models  # the newest cluster model, for tracks whose features join
-        self.training_topic = pipeline.internal(topics.CLUSTER_TRAINING)
-        self._training: list[bytes] = []  # emitted bodies for the trainer, not yet sent
-        self._vectors: list[bytes] = []  # packed features for the trainer, not yet sent
+        self.parts = Assembler(dimensions, pipeline.settings.dimension_cache)
+        self.labels = Labels(models, self.parts)
+        self.trainer = TrainerFeed(pipeline)
         #: partition -> tracks emitted with features but before the first model, and
         #: those of them whose partition's label message is on its way
         self.unlabelled: dict[int, set[bytes]] = {}
         self.labelling: dict[int, set[bytes]] = {}
         self.max_wait_ms = int(pipeline.settings.join_max_wait * 1000)
-        self.retry_topic = pipeline.internal(topics.JOIN_RETRY)  # track_id -> dimension|expire
+        self.retry_topic = pipeline.internal(topics.JOIN_RETRY)  # messages: ``Retry``
         #: kind -> dimension id -> the tracks of this worker that reference it
         self.index: dict[str, defaultdict[str, set[str]]] = {
             "album": defaultdict(set),
@@ -170,13 +72,6 @@ class Enricher:
         self._track = codec_for("Track")
         self._enriched = codec_for("EnrichedTrack")
         self._stats = pipeline.stats.events
-        self._parts = PARTS
-        self._null = {kind: PARTS.encode(kind, {}) for kind in ("album", "artist", "features")}
-        # kind -> id -> encoded part of the stored version (``on_dimensions`` refreshes it)
-        self._dimension_parts: dict[str, dict[str, bytes]] = {"album": {}, "artist": {}}
-        self._status_cache: dict[tuple[str, ...], bytes] = {}
-        self._cluster_cache: dict[tuple[int, int], bytes] = {}
-        self._no_cluster = PARTS.encode("cluster", {}) + PARTS.encode("distance", {})
 
     def status(self) -> dict[str, Any]:
         """What the monitoring pages show of the join: tracks waiting for a dimension,
@@ -221,7 +116,7 @@ class Enricher:
                     await self.on_features(partition, features)
         for partition in labels:
             await self._label(partition, list(self.labelling.pop(partition, ())))
-        await self._send_training()
+        await self.trainer.send()
 
     async def on_tracks(self, partition: int, tracks: list[tuple[Record, bytes]]) -> None:
         """Join the tracks of one message; their state is read in two bulk lookups."""
@@ -241,7 +136,7 @@ class Enricher:
                     strict=True,
                 )
             )
-            clusters = self._clusters([f if c is None else None for c, f in states])
+            clusters = self.labels.assign([f if c is None else None for c, f in states])
         waiting = self.waiting
         with self.enriched.batch(partition):
             for (track, encoded), key, (current, features), cluster in zip(
@@ -260,7 +155,7 @@ class Enricher:
     def _stale(self, track: Record, current: bytes | None, pending: bytes | None) -> bool:
         """Whether ``track`` is older than the version emitted or waiting."""
         if current is not None:
-            stored = self._stored_track(current)["updated_at"]
+            stored = self.parts.stored_track(current)["updated_at"]
         else:
             stored = self._track.decode(pending[_SINCE.size :])["updated_at"]
         return millis(stored) > millis(track["updated_at"])
@@ -270,15 +165,15 @@ class Enricher:
         old = self.features.get(partition, key)
         if (
             old is not None
-            and self._features_of(old)["features_updated_at"] > features["updated_at"]
+            and self.parts.features_of(old)["features_updated_at"] > features["updated_at"]
         ):
             self._stats["stale_features"] += 1
             return
-        value = pack_vector(features) + self._parts.encode("features", features_part(features))
+        value = pack_vector(features) + PARTS.encode("features", features_part(features))
         if value == old:
             return
         await self.features.put(partition, key, value)
-        self._vectors.append(value[: VECTOR.size])
+        self.trainer.vector(value[: VECTOR.size])
         await self.rejoin(partition, features["track_id"])
 
     async def rejoin(self, partition: int, track_id: str, expire: bool = False) -> None:
@@ -294,7 +189,7 @@ class Enricher:
             track = self._track.decode(encoded)
             await self._join(partition, key, track, encoded, current, features, pending, expire)
         elif current is not None:
-            track = self._stored_track(current)
+            track = self.parts.stored_track(current)
             await self._join(partition, key, track, None, current, features)
 
     async def _join(
@@ -315,11 +210,11 @@ class Enricher:
         ``current``, ``features``, ``pending``: the track's stored state;
         ``cluster``: its cluster parts, when the caller assigned them in bulk.
         """
-        album = self._dimension_part("album", track.get("album_id"))
-        artist = self._dimension_part("artist", track.get("artist_id"))
+        album = self.parts.dimension_part("album", track.get("album_id"))
+        artist = self.parts.dimension_part("artist", track.get("artist_id"))
         missing = missing_parts(track, album, artist, features)
         self._remember(track)
-        awaits_model = not missing and self._awaits_model(features)
+        awaits_model = not missing and self.labels.awaits_model(features)
         if current is None and not expire and (missing or awaits_model):
             since = _SINCE.unpack_from(pending)[0] if pending else _now_ms()
             value = _SINCE.pack(since) + (encoded or self._track.encode(track))
@@ -329,7 +224,7 @@ class Enricher:
             if awaits_model:  # ``label`` joins it again once the first model is known
                 self.unlabelled.setdefault(partition, set()).add(key)
             return
-        if current is not None and missing and set(missing) - set(self._missing_in(current)):
+        if current is not None and missing and set(missing) - set(self.parts.missing_in(current)):
             # What was emitted had this part: our state is behind the output, as after a
             # crash that replays a track before the features it was joined with. The
             # part's own replay retries the track; emitting now would step back.
@@ -339,15 +234,15 @@ class Enricher:
         track_part = body_if_current("Track", encoded) if encoded else None
         learn = features is not None
         if cluster is None:
-            cluster, learn = self._cluster_of(current, features)
+            cluster, learn = self.labels.of(current, features)
         body = b"".join(
             (
-                self._parts.header,
-                track_part or self._parts.encode("track", track),
-                album or self._null["album"],
-                artist or self._null["artist"],
-                features[VECTOR.size :] if features else self._null["features"],
-                self._status(missing),
+                self.parts.header,
+                track_part or PARTS.encode("track", track),
+                album or self.parts.null["album"],
+                artist or self.parts.null["artist"],
+                features[VECTOR.size :] if features else self.parts.null["features"],
+                self.parts.status(missing),
                 cluster,
             )
         )
@@ -358,133 +253,13 @@ class Enricher:
         if body != current:
             await self.enriched.put(partition, key, body)
             if learn:
-                self._training.append(body)
+                self.trainer.track(body)
             self._stats["emitted" if current is None else "re-emitted"] += 1
             if missing:
                 self._stats["emitted_incomplete"] += 1
         if pending is not None:
             await self.pending.put(partition, key, None)
             self.waiting.pop(track["track_id"], None)
-
-    def _awaits_model(self, features: bytes | None) -> bool:
-        """Whether a track with these features waits for the first model: one with all
-        its features is labelled when emitted, so the lake gets one row for it, not an
-        unlabelled one and then a labelled one."""
-        if features is None or self.models.model is not None:
-            return False
-        return not np.isnan(unpack_vectors([features[: VECTOR.size]])).any()
-
-    def _missing_in(self, enriched: bytes) -> list[str]:
-        return self._enriched.decode(enriched)["missing"]
-
-    def _stored_track(self, enriched: bytes) -> Record:
-        """The track fields of an emitted record: its first part, decoded alone."""
-        return self._parts.decode("track", enriched[len(self._parts.header) :])
-
-    def _features_of(self, stored: bytes) -> Record:
-        """The features part of a ``features`` table value, decoded."""
-        return self._parts.decode("features", stored[VECTOR.size :])
-
-    def _clusters(self, features: list[bytes | None]) -> list[bytes | None]:
-        """The cluster parts of tracks joining for the first time (None: not assigned
-        here), assigned in one step with the newest model."""
-        model = self.models.model
-        at = [i for i, f in enumerate(features) if f is not None]
-        parts: list[bytes | None] = [None] * len(features)
-        if model is None or not at:
-            return parts
-        vectors = unpack_vectors([features[i][: VECTOR.size] for i in at])  # type: ignore[index]
-        complete = ~np.isnan(vectors).any(axis=1)
-        labels, distances = model.assign(np.nan_to_num(vectors))  # NaN rows: not assigned
-        # the parts as bytes: a prefix per cluster, then each distance's 8 bytes
-        prefixes = [self._cluster_part(c, model.version, 0.0)[:-8] for c in range(model.k)]
-        packed = distances.astype("<f8").tobytes()
-        for j, (i, ok, label) in enumerate(
-            zip(at, complete.tolist(), labels.tolist(), strict=True)
-        ):
-            if ok:
-                parts[i] = prefixes[label] + packed[8 * j : 8 * j + 8]
-        return parts
-
-    def _cluster_of(self, current: bytes | None, features: bytes | None) -> tuple[bytes, bool]:
-        """A track's cluster parts, and whether its features are new to the trainer.
-
-        Assigned when the features join or change; a re-emit for another reason keeps
-        what was emitted, so a replay after a crash emits the same record. Tracks
-        emitted before the first model are the exception: ``label`` retries them once
-        a model is known, and they are labelled then.
-        """
-        if features is None:
-            return self._no_cluster, False
-        if current is not None:
-            emitted = self._enriched.decode(current)
-            same = self._features_of(features)["features_updated_at"]
-            if emitted["features_updated_at"] == same:
-                if emitted["model_version"] is None:  # emitted before the first model
-                    (part,) = self._clusters([features])
-                    return part or self._no_cluster, False
-                part = self._cluster_part(
-                    emitted["cluster_id"], emitted["model_version"], emitted["cluster_distance"]
-                )
-                return part, False
-        (part,) = self._clusters([features])
-        return part or self._no_cluster, True
-
-    def _cluster_part(self, label: int, version: int, distance: float) -> bytes:
-        slot = (label, version)
-        part = self._cluster_cache.get(slot)
-        if part is None:
-            if len(self._cluster_cache) > 10_000:
-                self._cluster_cache.clear()
-            part = self._cluster_cache[slot] = self._parts.encode(
-                "cluster", {"cluster_id": label, "model_version": version}
-            )
-        return part + encode_distance(distance)
-
-    async def _send_training(self) -> None:
-        """Hand the trainer the features that arrived or changed (to learn from) and the
-        tracks whose features joined or changed (for its profiles and the index)."""
-        vectors, self._vectors = self._vectors, []
-        for start in range(0, len(vectors), _VECTORS_BATCH):
-            await self.pipeline.send(
-                self.training_topic,
-                topics.TRAINING_VECTORS_KEY,
-                b"".join(vectors[start : start + _VECTORS_BATCH]),
-            )
-        bodies, self._training = self._training, []
-        for start in range(0, len(bodies), _TRAINING_BATCH):
-            chunk = bodies[start : start + _TRAINING_BATCH]
-            await self.pipeline.send(self.training_topic, None, encode_batch(chunk))
-
-    def _dimension_part(self, kind: str, id_: str | None) -> bytes | None:
-        """The encoded album or artist part of dimension ``id_``; None while it is unknown."""
-        if not id_:
-            return None
-        part = self._dimension_parts[kind].get(id_)
-        if part is None:
-            record = self.dimensions.get(kind, id_)
-            if record is None:
-                return None
-            part = self._encode_part(kind, record)
-        return part
-
-    def _encode_part(self, kind: str, record: Record) -> bytes:
-        fields = ALBUM_FIELDS if kind == "album" else ARTIST_FIELDS
-        part = self._parts.encode(kind, {out: record.get(src) for out, src in fields.items()})
-        cache = self._dimension_parts[kind]
-        if len(cache) >= max(1, self.pipeline.settings.dimension_cache):
-            cache.clear()
-        cache[record[f"{kind}_id"]] = part
-        return part
-
-    def _status(self, missing: list[str]) -> bytes:
-        slot = tuple(missing)
-        part = self._status_cache.get(slot)
-        if part is None:
-            part = self._status_cache[slot] = self._parts.encode(
-                "status", {"complete": not missing, "missing": missing}
-            )
-        return part
 
     def _remember(self, track: Record) -> None:
         track_id = track["track_id"]
@@ -509,7 +284,7 @@ class Enricher:
         """
         for id_ in ids:
             if (record := self.dimensions.get(kind, id_)) is not None:
-                self._encode_part(kind, record)
+                self.parts.encode_part(kind, record)
         sent = 0
         index = self.index[kind]
         for id_ in ids:
@@ -529,7 +304,7 @@ class Enricher:
         for partition, keys in waiting.items():
             if keys:
                 self.labelling.setdefault(partition, set()).update(keys)
-                await self.pipeline.send(self.retry_topic, _LABEL_KEY, Retry.LABEL, partition)
+                await self.pipeline.send(self.retry_topic, LABEL_KEY, Retry.LABEL, partition)
                 self._stats["label_retries"] += 1
         await self.pipeline.commit_point()
 
@@ -553,14 +328,14 @@ class Enricher:
             )
             if current is not None
             and features is not None
-            and current.endswith(self._no_cluster)
+            and current.endswith(self.parts.no_cluster)
             and features[VECTOR.size :] in current
         ]
-        parts = self._clusters([features for _, _, features in todo])
+        parts = self.labels.assign([features for _, _, features in todo])
         with self.enriched.batch(partition):
             for (key, current, _), part in zip(todo, parts, strict=True):
                 if part is not None:
-                    body = current[: -len(self._no_cluster)] + part
+                    body = current[: -len(self.parts.no_cluster)] + part
                     await self.enriched.put(partition, key, body)
                     self._stats["labelled_later"] += 1
 
