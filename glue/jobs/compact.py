@@ -5,6 +5,6 @@ Job arguments: --date YYYY-MM-DD (optional), and any setting as
 --SPOTIFY_STREAM_<NAME> VALUE (the job definition sets --SPOTIFY_STREAM_LAKE).
 """
 
-from spotify_stream.glue import glue_main
+from spotify_stream.glue_entry import glue_main
 
 glue_main("compact")

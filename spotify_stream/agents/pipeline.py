@@ -3,15 +3,13 @@
 One producer per worker sends outputs, changelogs, repartitions and dead
 letters in per-partition batches. ``run_agent`` takes events from a Faust
 stream a batch at a time without acknowledging them, hands them to the agent's
-handler, and acknowledges them only once everything the handler sent is
-acknowledged by Kafka (at-least-once). The next batch is processed while the
-previous one is in flight: waiting for each round trip left the event loop
-idle most of the time.
+handler, and acknowledges them by the commit protocol (``commits``): only once
+everything the handler sent is acknowledged by Kafka, while the next batch is
+processed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -20,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from faust.types import EventT, StreamT
 
 from spotify_stream import topics
+from spotify_stream.commits import Checkpoints
 from spotify_stream.faust_ext.partitioned import PartitionedTable
 from spotify_stream.kafka import PartitionedSender, ensure_worker_topics, start_producer
 from spotify_stream.models import codec_for
@@ -84,27 +83,26 @@ class Pipeline:
         await self.sender.ship_open_batches()
 
     async def commit_point(self) -> None:
-        """Wait until everything sent so far (and queued dead letters) is acknowledged."""
-        await self.ship()
-        await self.sender.flush()
+        """Wait until everything sent so far (and queued dead letters) is acknowledged
+        (``commits``: steps 2 and 3)."""
+        assert self.sender is not None
+        await Checkpoints(self.ship, self.sender.flush).durable()
 
     async def run_agent(
         self, stream: StreamT, handle: Callable[[list[EventT]], Awaitable[None]]
     ) -> None:
-        """Feed ``handle`` batches of events; acknowledge each batch once its output is durable."""
-        in_flight: list[asyncio.Task] = []
+        """Feed ``handle`` batches of events; acknowledge each batch once its output is
+        durable (``commits``)."""
+        assert self.sender is not None
+        checkpoints = Checkpoints(self.ship, self.sender.flush)
 
         async def acknowledge(events: list[EventT]) -> None:
-            await self.sender.flush()
             for event in events:
                 await stream.ack(event)
 
         async for events in stream.noack_take(self.settings.worker_batch, within=0.01):
             await handle(events)
-            await self.ship()
-            in_flight.append(asyncio.ensure_future(acknowledge(events)))
-            while len(in_flight) > 2 or (in_flight and in_flight[0].done()):
-                await in_flight.pop(0)
+            await checkpoints.acknowledge_after(lambda events=events: acknowledge(events))
 
     async def check(self, events: list[EventT], expected: dict[str, tuple[str, str]]) -> None:
         """Dead-letter the bad messages of topics others read (the dimensions, which

@@ -52,6 +52,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from mode import Service
 
 from spotify_stream import topics
+from spotify_stream.commits import safe_offset
 from spotify_stream.kafka import client_kwargs
 from spotify_stream.models import codec_for
 from spotify_stream.models.codec import DecodeError, items_in, record_name
@@ -157,13 +158,18 @@ class LakeSink:
         return sum(b.bytes for b in self.buffers.values()) + sum(f.bytes for f in self.pending)
 
     def safe_offsets(self) -> dict[int, int]:
-        """partition -> the offset to commit: nothing before it is only in memory."""
-        safe = {}
-        for partition, next_offset in self._next.items():
-            firsts = [f.first for f in self.pending if f.partition == partition]
-            firsts.append(self.buffers[partition].first)
-            safe[partition] = min((f for f in firsts if f is not None), default=next_offset)
-        return safe
+        """partition -> the offset to commit: nothing before it is only in memory
+        (``commits``, step 1)."""
+        return {
+            partition: safe_offset(
+                next_offset,
+                [
+                    *(f.first for f in self.pending if f.partition == partition),
+                    self.buffers[partition].first,
+                ],
+            )
+            for partition, next_offset in self._next.items()
+        }
 
     def revoke(self, partitions: set[int]) -> None:
         """Forget what is held for partitions this worker lost: their new owner replays it."""

@@ -1,6 +1,7 @@
 """The Glue jobs' entry point (``glue/jobs/*.py``): the command line, as Glue calls it.
 
 Above the CLI, so that ``warehouse/`` (which the CLI imports) never imports it back.
+(Not ``glue.py``: the wheel holds the ``glue/`` definitions as ``spotify_stream/glue``.)
 """
 
 from __future__ import annotations
