@@ -38,9 +38,10 @@ from faust.types import EventT
 
 from spotify_stream import topics
 from spotify_stream.agents.pipeline import Pipeline
+from spotify_stream.kafka import read_topic
 from spotify_stream.ml.clustering import FEATURES, VECTOR, ClusterModel, OnlineClusterer
-from spotify_stream.ml.profiles import TrackBook, training_rows
-from spotify_stream.ml.recommend import index_messages
+from spotify_stream.ml.profiles import COLUMNS, TrackBook, training_rows
+from spotify_stream.ml.recommend import index_messages, index_table
 from spotify_stream.models import codec_for
 from spotify_stream.models.codec import DecodeError, items_in
 from spotify_stream.models.deadletters import Reason
@@ -199,6 +200,20 @@ class Trainer:
                 OnlineClusterer.resume, latest, settings.cluster_warmup
             )
             log.info("cluster trainer resumes from version %d", latest.version)
+        await self._rebuild_book()
+
+    async def _rebuild_book(self) -> None:
+        """The tracks sent to earlier trainers, from the index topic (kept forever, one
+        row per track as it was learned): the profiles of this trainer's versions cover
+        them too, not only the tracks sent to it since it started."""
+        tracks = 0
+        async for message in read_topic(self.pipeline.settings, self.index_topic):
+            table = await asyncio.to_thread(index_table, message.value or b"")
+            if table is not None and set(COLUMNS) <= set(table.column_names):
+                self.book.add(table)
+                tracks += table.num_rows
+        if tracks:
+            log.info("cluster trainer: %d track rows of earlier versions in its book", tracks)
 
     def _fit(self, rows: int) -> None:
         assert self.clusterer is not None

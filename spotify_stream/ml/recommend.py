@@ -44,8 +44,9 @@ SPREAD = 5
 POPULARITY_WEIGHT = 0.5
 #: Bytes of the trainer's messages held before the index's thread reads them.
 _HELD_BYTES = 16 << 20
-#: The columns of an index message (``BOOK_SCHEMA``'s but the genres).
-INDEX_COLUMNS = [c for c in BOOK_SCHEMA.names if c != "genres"]
+#: The columns of an index message: the book's, so a trainer that starts rebuilds its
+#: book from the index topic (the index itself reads all but the genres).
+INDEX_COLUMNS = list(BOOK_SCHEMA.names)
 #: Rows per index message: well under a megabyte.
 _ROWS_PER_MESSAGE = 4000
 
@@ -59,6 +60,15 @@ def index_messages(table: pa.Table) -> list[bytes]:
             writer.write_batch(batch)
         messages.append(sink.getvalue().to_pybytes())
     return messages
+
+
+def index_table(value: bytes) -> pa.Table | None:
+    """The rows of an index message; None (logged) for one that does not read."""
+    try:
+        return pa.ipc.open_stream(value).read_all()
+    except pa.ArrowInvalid as exc:  # only the trainer writes there
+        log.warning("track index: skipping an unreadable message: %s", exc)
+        return None
 
 
 class NotIndexed(LookupError):
@@ -125,12 +135,9 @@ class TrackIndex:
 
     def _read(self, held: list[bytes]) -> None:
         for value in held:
-            try:
-                table = pa.ipc.open_stream(value).read_all()
-            except pa.ArrowInvalid as exc:  # only the trainer writes there
-                log.warning("recommendation index: skipping an unreadable message: %s", exc)
-                continue
-            self.add(table)
+            table = index_table(value)
+            if table is not None:
+                self.add(table)
 
     def add(self, table: pa.Table) -> None:
         """Rows of ``INDEX_COLUMNS``; later rows win."""
