@@ -661,6 +661,17 @@ def etl_aggregate(day: Any, names: tuple[str, ...], force: bool) -> None:
     console.marts_summary(run_async(lambda _stop: run()), day)
 
 
+def _render_option(help: str, required: bool = False) -> Any:
+    """``--render DIR`` of the deploy commands (``definitions.render``)."""
+    return click.option(
+        "--render",
+        "render_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        required=required,
+        help=help,
+    )
+
+
 @cli.group()
 def deploy() -> None:
     """Create or update the AWS side of the pipeline (credentials: the standard AWS chain)."""
@@ -679,7 +690,10 @@ def deploy() -> None:
     help="What the jobs pip-install (--additional-python-modules): a requirement or an "
     "s3:// wheel [default: spotify-stream==<this version>].",
 )
-def deploy_glue_command(role: str, scripts: str | None, package: str | None) -> None:
+@_render_option("Write the requests, filled with these values, under this directory instead.")
+def deploy_glue_command(
+    role: str, scripts: str | None, package: str | None, render_dir: Path | None
+) -> None:
     """The Glue crawlers, ETL jobs and triggers defined in glue/ (idempotent).
 
     Uploads glue/jobs/*.py, then creates each crawler (glue/crawlers/), job
@@ -689,10 +703,14 @@ def deploy_glue_command(role: str, scripts: str | None, package: str | None) -> 
     Example: spotify-stream deploy glue --role arn:aws:iam::123456789012:role/spotify-stream-glue
     """
     from spotify_stream import console
-    from spotify_stream.warehouse.deploy import deploy_glue, deploy_values
+    from spotify_stream.warehouse.deploy import deploy_glue, deploy_values, render
 
     settings = _settings()
     values = deploy_values(settings, role, scripts, package)
+    if render_dir is not None:
+        written = render(values, render_dir)
+        console.out.print(f"{len(written)} requests under {render_dir}")
+        return
     with console.out.status("deploying to Glue"):
         done = run_async(lambda _stop: deploy_glue(settings, values))
     console.deploy_summary(done, values)
@@ -702,12 +720,7 @@ def deploy_glue_command(role: str, scripts: str | None, package: str | None) -> 
 @click.option("--account-id", help="The AWS account of QuickSight.")
 @click.option("--principal", metavar="ARN", help="The QuickSight user or group given access.")
 @click.option("--region", help="QuickSight's region [default: the AWS chain's].")
-@click.option(
-    "--render",
-    "render_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Write the requests, with ${placeholders}, under this directory instead.",
-)
+@_render_option("Write the requests, with ${placeholders}, under this directory instead.")
 def deploy_quicksight_command(
     account_id: str | None, principal: str | None, region: str | None, render_dir: Path | None
 ) -> None:
@@ -738,12 +751,9 @@ def deploy_quicksight_command(
 
 
 @deploy.command("ec2")
-@click.option(
-    "--render",
-    "render_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+@_render_option(
+    "Write the generated files (stack.yaml, spotify-stream.env) under this directory.",
     required=True,
-    help="Write the generated files (stack.yaml, spotify-stream.env) under this directory.",
 )
 def deploy_ec2_command(render_dir: Path) -> None:
     """The EC2 deployment's generated files: the CloudFormation stack and the env template.

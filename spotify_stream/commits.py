@@ -7,7 +7,9 @@ from the records before it is durable. As Quix Streams' ``Checkpoint``, in order
    rewrites the same objects.
 2. **Outputs are handed to the producer**: records, repartitions, table changelog
    writes, and the dead letters queued while handling (``Pipeline.ship``).
-3. **The producer is flushed**: Kafka acknowledged every one of them.
+3. **The producer is flushed**: Kafka acknowledged every one of them. Each
+   state store then records the changelog offset its data covers, so a restart
+   replays only the changelog after it (``faust_ext.partitioned``).
 4. **The input offsets are acknowledged**: to Faust for the agents (it commits
    acknowledged offsets on its interval), to Kafka for the sink's own group.
 

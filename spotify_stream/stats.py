@@ -21,6 +21,9 @@ class Stats:
         self.positions: dict[tuple[str, int], int] = {}  # next offset to process
         self.first_at: dict[str, float] = {}  # wall clock of the first and last message per topic
         self.last_at: dict[str, float] = {}
+        #: the last table recovery: when it began, the changelog records it had to
+        #: read, and its seconds
+        self.recovery: dict[str, float] = {}
         self._samples: deque[tuple[float, Counter[str], Counter[str]]] = deque()
         self._rate_window = rate_window
 

@@ -59,9 +59,11 @@ class Pipeline:
     async def stop(self) -> None:
         if self.producer is not None:
             try:
-                await self.sender.flush()
+                await self.flush()
             finally:
                 await self.producer.stop()
+                for table in self.tables:
+                    table.close()
 
     def table(self, table: Any) -> PartitionedTable:
         adapter = PartitionedTable(table, self.sender)
@@ -82,19 +84,25 @@ class Pipeline:
             await self.sender.send(topics.DEADLETTER.name, key, self._deadletter.encode(record))
         await self.sender.ship_open_batches()
 
+    async def flush(self) -> None:
+        """Wait until Kafka acknowledged everything handed over; then each state
+        store records the changelog offset its data covers (``commits``, step 3)."""
+        assert self.sender is not None
+        await self.sender.flush()
+        for table in self.tables:
+            table.record_offsets()
+
     async def commit_point(self) -> None:
         """Wait until everything sent so far (and queued dead letters) is acknowledged
         (``commits``: steps 2 and 3)."""
-        assert self.sender is not None
-        await Checkpoints(self.ship, self.sender.flush).durable()
+        await Checkpoints(self.ship, self.flush).durable()
 
     async def run_agent(
         self, stream: StreamT, handle: Callable[[list[EventT]], Awaitable[None]]
     ) -> None:
         """Feed ``handle`` batches of events; acknowledge each batch once its output is
         durable (``commits``)."""
-        assert self.sender is not None
-        checkpoints = Checkpoints(self.ship, self.sender.flush)
+        checkpoints = Checkpoints(self.ship, self.flush)
 
         async def acknowledge(events: list[EventT]) -> None:
             for event in events:

@@ -18,7 +18,6 @@ created with the principal's permissions.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from spotify_stream import definitions
 from spotify_stream.dashboard.charts import CHARTS, Chart
 from spotify_stream.settings import Settings
 
@@ -367,13 +367,10 @@ def update_request(resource: Resource, model: Any) -> dict[str, Any]:
 
 def render(out: Path) -> list[Path]:
     """Write every request, with placeholders, under ``out`` (deploy/quicksight)."""
-    written = []
-    for resource in resources(PLACEHOLDERS):
-        path = out / f"{resource.kind}" / f"{resource.id}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(resource.create, indent=2, ensure_ascii=False) + "\n")
-        written.append(path)
-    return written
+    documents = {f"{r.kind}/{r.id}.json": r.create for r in resources(PLACEHOLDERS)}
+    return definitions.render(
+        documents, out, "spotify-stream deploy quicksight --render deploy/quicksight"
+    )
 
 
 def target_for(settings: Settings, account_id: str, principal: str, region: str | None) -> Target:

@@ -9,9 +9,14 @@ without it:
   offset 13, not 0, without it).
 - ``recovery``: the hand-over from table recovery to the agents is gap-free, and
   recovery reads changelogs to their last record (``tests/agents/test_lake_crash.py``,
-  ``test_failover_e2e.py``: skipped offsets without it).
+  ``test_failover_e2e.py``: skipped offsets without it); a rebalance lets go of
+  revoked stores first (``tests/faust_ext/test_partitioned.py``: RocksDB's lock
+  without it).
 - ``partitioned``: bulk, explicit-partition table writes through the batch
-  sender instead of ``table[key] = value`` (``tests/tables/test_partitioned.py``).
+  sender instead of ``table[key] = value``, each store holding the changelog
+  offset its data covers (``tests/faust_ext/test_partitioned.py``;
+  ``tests/agents/test_restart_e2e.py``: a restart read all 20,000 changelog
+  records without it, none with it).
 - ``broadcast``: every partition of a topic for every worker, where Faust's
   ``GlobalTable`` does not replicate (faust-streaming #283;
   ``tests/agents/test_workers_e2e.py``).

@@ -9,15 +9,20 @@ partition. Here a write goes to the partition's store at once and to the
 changelog through the worker's batch sender; the caller flushes the sender
 before Faust acknowledges the input, so state is durable before offsets move.
 
-Faust's persisted changelog offset is left unset, so recovery replays a
-partition's changelog from the start (idempotent: the last value per key
-wins). Setting it from our acknowledged offsets made Faust refuse to start on
-the embedded broker, whose reported end offset lags the true one.
+Each partition's store holds, under Faust's own key, the changelog offset its
+data covers, as Faust's RocksDB store does for ``table[key] = value``: once the
+sender's flush returns, ``record_offsets`` writes the last offset Kafka
+acknowledged, and a restart replays only the changelog after it. The offset is
+written after the data it covers (a put reaches the store before its changelog
+record is sent; a batch's puts go in the same write as the offset), so a store
+always holds at least what its offset says.
 
-For the same reason RocksDB's write-ahead log is off for these stores, as
-Kafka Streams has it: the changelog is the durable copy and recovery rebuilds
-the store from it, so the log only cost time (3.2 us a put with it, 0.9 us
-without, measured with rocksdict 0.3.29).
+RocksDB's write-ahead log is off for these stores, as Kafka Streams has it: the
+changelog is the durable copy, so the log only cost time (3.2 us a put with it,
+0.9 us without, measured with rocksdict 0.3.29). A killed worker loses what was
+not yet flushed from the memtable, the offset key with it: RocksDB writes
+memtables in order, so what remains is an earlier state and its earlier offset,
+and recovery replays from there.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class PartitionedTable:
         self.changelog: str = table.changelog_topic.get_topic_name()
         self._dbs: dict[int, Any] = {}  # partition -> the store's db, configured by us
         self._staged: dict[int, dict[bytes, bytes | None]] = {}  # partition -> puts of a batch
+        self._recorded: dict[int, int] = {}  # partition -> changelog offset written to its store
 
     @property
     def name(self) -> str:
@@ -56,7 +62,45 @@ class PartitionedTable:
         if self._dbs.get(partition) is not db:  # Faust reopens a db after a rebalance
             db.set_write_options(_NO_WAL)
             self._dbs[partition] = db
+            self._recorded.pop(partition, None)  # recovery may have moved it
         return db
+
+    def close(self) -> None:
+        """Write the stores' memtables to disk, and let go of them: with the WAL off,
+        a stopped worker would otherwise leave its last writes (offsets too) behind."""
+        for db in self._dbs.values():
+            db.flush()
+        self.forget(list(self._dbs))
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Let go of revoked partitions' stores: Faust drops its reference and reopens
+        a store when its partition comes back, which fails while one is still held
+        (RocksDB's lock)."""
+        for partition in partitions:
+            self._dbs.pop(partition, None)
+            self._recorded.pop(partition, None)
+
+    def _offset_to_record(self, partition: int) -> int | None:
+        """The changelog offset Kafka acknowledged last for ``partition``, if the
+        store does not hold it yet."""
+        offset = self.sender.last_offsets.get((self.changelog, partition)) if self.sender else None
+        if offset is None or offset <= self._recorded.get(partition, -1):
+            return None
+        stored = self._dbs[partition].get(_FAUST_OFFSET_KEY)
+        if stored is not None and int(stored) >= offset:  # recovery read further
+            self._recorded[partition] = int(stored)
+            return None
+        return offset
+
+    def record_offsets(self) -> None:
+        """Write into each store the changelog offset its data now covers; called
+        once the sender's flush returned (``commits``, step 3)."""
+        for partition in list(self._dbs):
+            if partition in self._staged:
+                continue  # its batch writes the offset with its puts
+            if (offset := self._offset_to_record(partition)) is not None:
+                self._dbs[partition][_FAUST_OFFSET_KEY] = str(offset).encode()
+                self._recorded[partition] = offset
 
     def get(self, partition: int, key: bytes) -> bytes | None:
         staged = self._staged.get(partition)
@@ -92,6 +136,10 @@ class PartitionedTable:
                         batch.delete(key)
                     else:
                         batch.put(key, value)
+                # Acknowledged records of this batch are covered once it is written.
+                if (offset := self._offset_to_record(partition)) is not None:
+                    batch.put(_FAUST_OFFSET_KEY, str(offset).encode())
+                    self._recorded[partition] = offset
                 db.write(batch)
 
     async def put(self, partition: int, key: bytes, value: bytes | None) -> None:

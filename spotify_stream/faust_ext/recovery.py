@@ -14,14 +14,19 @@ Here the stream partitions stay paused until they have been sought (to the
 committed offset, or to the log start when there is none) and the queues have
 been cleared; only then are they resumed.
 
-And recovery reads each changelog to its last record, not to the end offset the
-embedded broker reports, which can fall short (see ``record_end_offsets``).
+Recovery reads each changelog to its last record, not to the end offset the
+embedded broker reports, which can fall short (see ``record_end_offsets``); it
+reports how many changelog records it had to read and how long it took
+(``Stats.recovery``, in /pipeline/stats). And a rebalance first makes the
+``PartitionedTable`` adapters let go of revoked partitions' stores, so Faust
+can reopen them when they come back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -55,6 +60,8 @@ async def seek_streams(app: Any, streams: set[TP]) -> None:
 
 
 class Recovery(FaustRecovery):
+    _began: float | None = None  # when the changelogs' start offsets were known
+
     async def _build_highwaters(
         self, consumer: Any, tps: set[TP], destination: Any, title: str
     ) -> None:
@@ -75,11 +82,24 @@ class Recovery(FaustRecovery):
             for tp, end in beyond.items():
                 destination[TP(*tp)] = end - 1  # a Counter: update() would add
 
+    async def _build_offsets(
+        self, consumer: Any, tps: set[TP], destination: Any, title: str
+    ) -> None:
+        await super()._build_offsets(consumer, tps, destination, title)
+        if title == "active":
+            self._began = time.monotonic()
+            self.app.pipeline.stats.recovery = {
+                "started_at": time.time(),
+                "changelog_records": sum(self.active_remaining().values()),
+            }
+
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
         """As Faust's, with the stream partitions resumed last; and a failing
         recovery callback raises out of recovery instead of being ignored."""
         app, consumer = self.app, self.app.consumer
         self.log.info("Restore complete!")
+        if self._began is not None:
+            self.app.pipeline.stats.recovery["seconds"] = round(time.monotonic() - self._began, 2)
         await app.on_rebalance_complete.send()
         self._set_recovery_ended()
         await asyncio.gather(
@@ -110,6 +130,13 @@ class Recovery(FaustRecovery):
 
 
 class TableManager(FaustTableManager):
+    async def on_rebalance(
+        self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
+    ) -> None:
+        for table in self.app.pipeline.tables:
+            table.forget(tp.partition for tp in revoked if tp.topic == table.changelog)
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+
     @property
     def recovery(self) -> Recovery:
         if self._recovery is None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from string import Template
+from pathlib import Path
 from typing import Any
 
-from spotify_stream.errors import UsageError, UserError
+from spotify_stream import definitions
+from spotify_stream.errors import UsageError
 from spotify_stream.settings import Settings
 from spotify_stream.warehouse.aws import aws_errors
 from spotify_stream.warehouse.etl import glue_dir
@@ -35,14 +36,15 @@ def glue_resources(values: dict[str, str]) -> list[GlueResource]:
     resources = []
     for kind in KINDS:
         for path in sorted((glue_dir() / kind).glob("*.json")):
-            try:
-                body = json.loads(Template(path.read_text()).substitute(values))
-            except KeyError as exc:
-                raise UserError(
-                    f"{path} uses ${{{exc.args[0]}}}, which deploy does not set"
-                ) from None
+            body = json.loads(definitions.fill(path, values))
             resources.append(GlueResource(kind, body["Name"], body))
     return resources
+
+
+def render(values: dict[str, str], out: Path) -> list[Path]:
+    """Write the requests ``deploy glue`` would send, filled with ``values``, under ``out``."""
+    documents = {f"{r.kind}/{r.name}.json": r.body for r in glue_resources(values)}
+    return definitions.render(documents, out, "spotify-stream deploy glue --render")
 
 
 def deploy_values(

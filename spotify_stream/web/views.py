@@ -127,6 +127,7 @@ def register(
             **enricher.status(),
             "dead_letters": dict(stats.dead_letters),
             "events": dict(stats.events),
+            "recovery": stats.recovery,
             "lake": {
                 name: sink.stats | {"held_bytes": sink.held_bytes, "pending": len(sink.pending)}
                 for name, sink in sinks.items()

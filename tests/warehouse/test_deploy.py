@@ -144,3 +144,19 @@ async def test_the_compact_job_script_runs_with_glues_arguments(fresh_settings, 
     files = [LakeFile.parse(k) for k in await storage.keys(f"curated/plays/dt={DAY}/")]
     assert [f.file.startswith("compact-") for f in files] == [True]
     assert dt.date.fromisoformat(files[0].date) == DAY
+
+
+def test_render_writes_the_requests_deploy_sends(tmp_path):
+    env = {
+        "SPOTIFY_STREAM_LAKE": VALUES["lake"],
+        "SPOTIFY_STREAM_GLUE_DATABASE": VALUES["database"],
+        "PATH": "/usr/bin:/bin",
+    }
+    command = [sys.executable, "-m", "spotify_stream", "deploy", "glue", "--role", ROLE]
+    command += ["--package", VALUES["package"], "--render", str(tmp_path)]
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    written = {
+        path.relative_to(tmp_path).as_posix(): json.loads(path.read_text())
+        for path in tmp_path.rglob("*.json")
+    }
+    assert written == {f"{r.kind}/{r.name}.json": r.body for r in glue_resources(VALUES)}
