@@ -80,13 +80,13 @@ class PartitionedTable:
             self._dbs.pop(partition, None)
             self._recorded.pop(partition, None)
 
-    def _offset_to_record(self, partition: int) -> int | None:
-        """The changelog offset Kafka acknowledged last for ``partition``, if the
-        store does not hold it yet."""
+    def _offset_to_record(self, partition: int, db: Any) -> int | None:
+        """The changelog offset Kafka acknowledged last for ``partition``, if its
+        store ``db`` does not hold it yet."""
         offset = self.sender.last_offsets.get((self.changelog, partition)) if self.sender else None
         if offset is None or offset <= self._recorded.get(partition, -1):
             return None
-        stored = self._dbs[partition].get(_FAUST_OFFSET_KEY)
+        stored = db.get(_FAUST_OFFSET_KEY)
         if stored is not None and int(stored) >= offset:  # recovery read further
             self._recorded[partition] = int(stored)
             return None
@@ -95,11 +95,11 @@ class PartitionedTable:
     def record_offsets(self) -> None:
         """Write into each store the changelog offset its data now covers; called
         once the sender's flush returned (``commits``, step 3)."""
-        for partition in list(self._dbs):
+        for partition, db in list(self._dbs.items()):
             if partition in self._staged:
                 continue  # its batch writes the offset with its puts
-            if (offset := self._offset_to_record(partition)) is not None:
-                self._dbs[partition][_FAUST_OFFSET_KEY] = str(offset).encode()
+            if (offset := self._offset_to_record(partition, db)) is not None:
+                db[_FAUST_OFFSET_KEY] = str(offset).encode()
                 self._recorded[partition] = offset
 
     def get(self, partition: int, key: bytes) -> bytes | None:
@@ -137,7 +137,7 @@ class PartitionedTable:
                     else:
                         batch.put(key, value)
                 # Acknowledged records of this batch are covered once it is written.
-                if (offset := self._offset_to_record(partition)) is not None:
+                if (offset := self._offset_to_record(partition, db)) is not None:
                     batch.put(_FAUST_OFFSET_KEY, str(offset).encode())
                     self._recorded[partition] = offset
                 db.write(batch)
