@@ -2,28 +2,28 @@
 
 ``create_app(settings)`` builds it: ``spotify-stream worker`` from the settings
 it checked, ``faust -A spotify_stream.app worker`` from the environment's (the
-module's ``app``, built on first use). Agents take events in batches and
-hand them to the modules of ``agents/`` (``Pipeline.run_agent``); Faust
-acknowledges nothing whose results are not yet in Kafka (at-least-once, which
-the embedded broker requires).
+module's ``app``, built on first use). Agents take their topics' records a
+fetch at a time (``faust_ext.bulk``) and hand them to the modules of
+``agents/`` (``Pipeline.run_agent``); nothing is acknowledged whose results
+are not yet in Kafka (at-least-once, which the embedded broker requires).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
-from mode import CrashingSupervisor
 
 from spotify_stream import topics
 from spotify_stream.agents import popularity
 from spotify_stream.agents.clustering import ModelHolder, Trainer
 from spotify_stream.agents.enrichment import Enricher
-from spotify_stream.agents.pipeline import Pipeline
+from spotify_stream.agents.pipeline import Message, Pipeline
 from spotify_stream.agents.users import PlaysAgent, RecentPlays
 from spotify_stream.faust_ext.broadcast import BroadcastReader
+from spotify_stream.faust_ext.bulk import BulkAgent, BulkChannel
 from spotify_stream.faust_ext.consumer import Consumer
 from spotify_stream.faust_ext.recovery import TableManager
 from spotify_stream.faust_ext.worker import Worker
@@ -49,6 +49,7 @@ class SpotifyStreamApp(faust.App):
     pipeline: Pipeline
     reader: BroadcastReader
     lake: LakeConsumer | None
+    bulk_agents: list[BulkAgent]
 
     def _new_consumer(self) -> Consumer:
         return Consumer(
@@ -69,6 +70,8 @@ class SpotifyStreamApp(faust.App):
     async def on_start(self) -> None:
         await super().on_start()
         await self.add_runtime_dependency(self.reader)
+        for agent in self.bulk_agents:
+            await self.add_runtime_dependency(agent)
         if self.lake is not None:
             await self.add_runtime_dependency(self.lake)
 
@@ -93,6 +96,7 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication,
         consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=settings.worker_batch,
         broker_session_timeout=10,
         broker_rebalance_timeout=10,
         broker_request_timeout=max(settings.connect_timeout, 30),
@@ -157,42 +161,27 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
     async def _panes_recovered() -> None:
         windows.recover()
 
-    def source(*names: str) -> faust.TopicT:
-        return app.topic(*names, schema=RAW)
+    app.bulk_agents = []
 
-    def agent(channel: faust.TopicT) -> Any:
+    def agent(topic_names: list[str], handle: Callable[[list[Message]], Awaitable[None]]) -> None:
         # An agent that fails takes the worker down (to be restarted, and to replay
         # its unacknowledged messages) instead of restarting alone with them stuck.
-        return app.agent(channel, supervisor_strategy=CrashingSupervisor)
+        channel = BulkChannel(app, *topic_names)
+        app.bulk_agents.append(BulkAgent(channel, lambda c: pipeline.run_agent(c, handle)))
 
-    @agent(
-        source(topics.TRACKS.name, topics.AUDIO_FEATURES.name, pipeline.internal(topics.JOIN_RETRY))
+    agent(
+        [topics.TRACKS.name, topics.AUDIO_FEATURES.name, pipeline.internal(topics.JOIN_RETRY)],
+        enricher.handle,
     )
-    async def enrich(stream: faust.StreamT) -> None:
-        await pipeline.run_agent(stream, enricher.handle)
-
     # The member owning a dimension partition dead-letters its bad messages.
     dimension_records = {t.name: (t.record, t.key) for t in KINDS.values()}
-
-    @agent(source(*dimension_records))
-    async def check_dimensions(stream: faust.StreamT) -> None:
-        await pipeline.run_agent(stream, lambda events: pipeline.check(events, dimension_records))
-
-    plays_agent = PlaysAgent(pipeline, recent)
-
-    @agent(source(topics.PLAYS.name))
-    async def plays(stream: faust.StreamT) -> None:
-        await pipeline.run_agent(stream, plays_agent.handle)
-
-    @agent(source(pipeline.internal(topics.PLAYS_BY_TRACK)))
-    async def attribute(stream: faust.StreamT) -> None:
-        await pipeline.run_agent(
-            stream, lambda events: popularity.attribute_plays(pipeline, enriched, events)
-        )
-
-    @agent(source(pipeline.internal(topics.CONTRIBUTIONS)))
-    async def popularity_windows(stream: faust.StreamT) -> None:
-        await pipeline.run_agent(stream, windows.handle)
+    agent(list(dimension_records), lambda batch: pipeline.check(batch, dimension_records))
+    agent([topics.PLAYS.name], PlaysAgent(pipeline, recent).handle)
+    agent(
+        [pipeline.internal(topics.PLAYS_BY_TRACK)],
+        lambda batch: popularity.attribute_plays(pipeline, enriched, batch),
+    )
+    agent([pipeline.internal(topics.CONTRIBUTIONS)], windows.handle)
 
     trainer = Trainer(
         pipeline,
@@ -202,9 +191,7 @@ def create_app(settings: Settings) -> SpotifyStreamApp:
         lambda: any(tp.topic == training_topic for tp in app.consumer.assignment()),
     )
 
-    @agent(source(training_topic))
-    async def train_clusters(stream: faust.StreamT) -> None:
-        await pipeline.run_agent(stream, trainer.handle)
+    agent([training_topic], trainer.handle)
 
     @app.timer(settings.cluster_publish_seconds)
     async def publish_clusters() -> None:

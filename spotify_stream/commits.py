@@ -50,14 +50,14 @@ class Checkpoints:
         await self._ship()
         await self._flush()
 
-    async def acknowledge_after(self, acknowledge: Callable[[], Awaitable[None]]) -> None:
+    async def acknowledge_after(self, acknowledge: Callable[[], None]) -> None:
         """Hand the batch's outputs over, and ``acknowledge`` its input once Kafka has
         them, in the background; waits while more than ``IN_FLIGHT`` are unconfirmed."""
         await self._ship()
 
         async def confirmed() -> None:
             await self._flush()
-            await acknowledge()
+            acknowledge()
 
         self._in_flight.append(asyncio.ensure_future(confirmed()))
         while len(self._in_flight) > IN_FLIGHT or (self._in_flight and self._in_flight[0].done()):

@@ -23,7 +23,7 @@ async def test_a_batch_is_acknowledged_after_kafka_has_its_outputs():
     checkpoints = Checkpoints(ship, flush)
     acknowledged: list[int] = []
 
-    async def acknowledge(batch: int) -> None:
+    def acknowledge(batch: int) -> None:
         acknowledged.append(batch)
 
     for batch in range(IN_FLIGHT):  # handed over; none confirmed, none blocks

@@ -34,10 +34,9 @@ import time
 from collections.abc import Callable, Iterable
 
 import numpy as np
-from faust.types import EventT
 
 from spotify_stream import topics
-from spotify_stream.agents.pipeline import Pipeline
+from spotify_stream.agents.pipeline import Message, Pipeline
 from spotify_stream.kafka import read_topic
 from spotify_stream.ml.clustering import FEATURES, VECTOR, ClusterModel, OnlineClusterer
 from spotify_stream.ml.profiles import COLUMNS, TrackBook, training_rows
@@ -99,23 +98,22 @@ class Trainer:
         self._model_codec = codec_for("ClusterModel")
         self._profile_codec = codec_for(topics.CLUSTERS.record)
 
-    async def handle(self, events: Iterable[EventT]) -> None:
+    async def handle(self, messages: Iterable[Message]) -> None:
         async with self._lock:
             await self._start()
-            events = list(events)
+            messages = list(messages)
             # Off the loop (polars' decoding and numpy release the GIL): the trainer's
             # worker also enriches, and this took a tenth of its loop.
             outcomes, index = await asyncio.to_thread(
-                self._learn, [(e.message.key, e.message.value) for e in events]
+                self._learn, [(m.key, m.value) for m in messages]
             )
             for value in index:
                 await self.pipeline.send(self.index_topic, None, value)
-            for event, outcome in zip(events, outcomes, strict=True):
-                message = event.message
+            for message, outcome in zip(messages, outcomes, strict=True):
                 rows = outcome if isinstance(outcome, int) else 0
                 self.pipeline.stats.consumed(message.topic, message.partition, message.offset, rows)
                 if isinstance(outcome, DecodeError):
-                    self.pipeline.dead_letter(event, Reason.UNDECODABLE, str(outcome))
+                    self.pipeline.dead_letter(message, Reason.UNDECODABLE, str(outcome))
             await self._publish_if_due()
 
     def _learn(

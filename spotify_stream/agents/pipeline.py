@@ -1,11 +1,11 @@
 """What every agent of a worker shares: settings, the batch sender, stats, decoding.
 
 One producer per worker sends outputs, changelogs, repartitions and dead
-letters in per-partition batches. ``run_agent`` takes events from a Faust
-stream a batch at a time without acknowledging them, hands them to the agent's
-handler, and acknowledges them by the commit protocol (``commits``): only once
-everything the handler sent is acknowledged by Kafka, while the next batch is
-processed.
+letters in per-partition batches. ``run_agent`` takes the records of a bulk
+channel a fetch at a time (``faust_ext.bulk``: aiokafka's records, their
+timestamps in milliseconds), hands them to the agent's handler, and
+acknowledges them by the commit protocol (``commits``): only once everything
+the handler sent is acknowledged by Kafka, while the next fetch is processed.
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from faust.types import EventT, StreamT
+from aiokafka.structs import ConsumerRecord
 
 from spotify_stream import topics
 from spotify_stream.commits import Checkpoints
+from spotify_stream.faust_ext.bulk import BulkChannel
 from spotify_stream.faust_ext.partitioned import PartitionedTable
 from spotify_stream.kafka import PartitionedSender, ensure_worker_topics, start_producer
 from spotify_stream.models import codec_for
-from spotify_stream.models.codec import DecodeError, encoded_records_in
+from spotify_stream.models.codec import DecodeError, encoded_records_in, single_records_in
 from spotify_stream.models.deadletters import Reason, dead_letter
 from spotify_stream.settings import Settings
 from spotify_stream.stats import Stats
@@ -31,6 +32,8 @@ from spotify_stream.validation import Rules, rules_for
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
+#: A message as an agent gets it.
+Message = ConsumerRecord
 
 
 class Pipeline:
@@ -98,34 +101,29 @@ class Pipeline:
         await Checkpoints(self.ship, self.flush).durable()
 
     async def run_agent(
-        self, stream: StreamT, handle: Callable[[list[EventT]], Awaitable[None]]
+        self, channel: BulkChannel, handle: Callable[[list[Message]], Awaitable[None]]
     ) -> None:
-        """Feed ``handle`` batches of events; acknowledge each batch once its output is
+        """Feed ``handle`` the channel's fetches; acknowledge each once its output is
         durable (``commits``)."""
         checkpoints = Checkpoints(self.ship, self.flush)
+        async for fetch in channel:
+            await handle(fetch.records)
+            await checkpoints.acknowledge_after(lambda fetch=fetch: channel.acknowledge(fetch))
 
-        async def acknowledge(events: list[EventT]) -> None:
-            for event in events:
-                await stream.ack(event)
-
-        async for events in stream.noack_take(self.settings.worker_batch, within=0.01):
-            await handle(events)
-            await checkpoints.acknowledge_after(lambda events=events: acknowledge(events))
-
-    async def check(self, events: list[EventT], expected: dict[str, tuple[str, str]]) -> None:
+    async def check(self, messages: list[Message], expected: dict[str, tuple[str, str]]) -> None:
         """Dead-letter the bad messages of topics others read (the dimensions, which
         every worker's broadcast reader takes and skips the bad of): ``expected`` maps
         a topic to its record type and key field. The member owning a partition does it."""
-        for event in events:
-            self.records(event, *expected[event.message.topic])
+        for message in messages:
+            self.records(message, *expected[message.topic])
 
-    def records(self, event: EventT, expected: str, key_field: str) -> list[Record]:
+    def records(self, message: Message, expected: str, key_field: str) -> list[Record]:
         """The valid records of one message; the others go to the dead-letter topic."""
-        return [record for record, _ in self.encoded_records(event, expected, key_field)]
+        return [record for record, _ in self.encoded_records(message, expected, key_field)]
 
     def encoded_records(
         self,
-        event: EventT,
+        message: Message,
         expected: str,
         key_field: str,
         as_written: bool = False,
@@ -139,26 +137,54 @@ class Pipeline:
         ``fields``: the fields the caller reads (``encoded_records_in``), with
         ``key_field``.
         """
-        message = event.message
         value = message.value or b""
         try:
             decoded, undecodable = encoded_records_in(value, as_written, fields)
         except DecodeError as exc:
             self.stats.consumed(message.topic, message.partition, message.offset, 0)
-            self.dead_letter(event, Reason.UNDECODABLE, str(exc))
+            self.dead_letter(message, Reason.UNDECODABLE, str(exc))
             return []
         self.stats.consumed(message.topic, message.partition, message.offset, len(decoded))
         for item, reason in undecodable:
-            self.dead_letter(event, Reason.UNDECODABLE, f"an item of a Batch: {reason}", item)
+            self.dead_letter(message, Reason.UNDECODABLE, f"an item of a Batch: {reason}", item)
         rules = self.rules(message.topic, expected, key_field)
-        timestamp = round(message.timestamp * 1000) if message.timestamp is not None else None
         good = []
         for name, record, encoded in decoded:
-            problem = rules.broken(name, record, message.partition, timestamp)
+            problem = rules.broken(name, record, message.partition, message.timestamp)
             if problem is None:
                 good.append((record, encoded))
             else:
-                self.dead_letter(event, *problem, encoded if encoded is not value else None)
+                self.dead_letter(message, *problem, encoded if encoded is not value else None)
+        return good
+
+    def encoded_records_of(
+        self,
+        messages: Sequence[Message],
+        expected: str,
+        key_field: str,
+        fields: Sequence[str] | None = None,
+    ) -> list[tuple[Record, bytes]]:
+        """``encoded_records`` (as written) of many messages of one topic partition, in
+        order: messages of one record each, of one schema, are decoded as one block
+        (``models.block``)."""
+        values = [message.value or b"" for message in messages]
+        block = single_records_in(values, fields) if messages else None
+        if block is None:
+            return [
+                found
+                for message in messages
+                for found in self.encoded_records(message, expected, key_field, True, fields)
+            ]
+        rules = self.rules(messages[0].topic, expected, key_field)
+        consumed = self.stats.consumed
+        good = []
+        for message, (name, record, encoded) in zip(messages, block, strict=True):
+            consumed(message.topic, message.partition, message.offset)
+            problem = rules.broken(name, record, message.partition, message.timestamp)
+            if problem is None:
+                good.append((record, encoded))
+            else:
+                self.dead_letter(message, *problem)
         return good
 
     def rules(self, topic: str, record: str, key_field: str) -> Rules:
@@ -172,11 +198,10 @@ class Pipeline:
         return rules
 
     def dead_letter(
-        self, event: EventT, reason: Reason, detail: str, raw: bytes | None = None
+        self, message: Message, reason: Reason, detail: str, raw: bytes | None = None
     ) -> None:
-        """Queue a dead letter for ``event``'s message, or for ``raw``, one record of it
-        (sent with the next commit point)."""
-        message = event.message
+        """Queue a dead letter for ``message``, or for ``raw``, one record of it (sent
+        with the next commit point)."""
         record = dead_letter(
             reason,
             detail,

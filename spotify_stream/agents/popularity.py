@@ -26,10 +26,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from faust.types import EventT
-
 from spotify_stream import topics
-from spotify_stream.agents.pipeline import Pipeline
+from spotify_stream.agents.pipeline import Message, Pipeline
 from spotify_stream.faust_ext.partitioned import PartitionedTable
 from spotify_stream.kafka import partition_for
 from spotify_stream.models import codec_for
@@ -75,16 +73,16 @@ def contributions(play: dict[str, Any], track: dict[str, Any] | None) -> list[tu
 
 
 async def attribute_plays(
-    pipeline: Pipeline, enriched: PartitionedTable, events: Iterable[EventT]
+    pipeline: Pipeline, enriched: PartitionedTable, messages: Iterable[Message]
 ) -> None:
     """Step 2: one contribution per entity of each play, keyed by entity."""
     track_codec = codec_for("EnrichedTrack")
     target = pipeline.internal(topics.CONTRIBUTIONS)
-    for event in events:
-        partition = event.message.partition
-        _, _, origin = (event.message.key or b"").partition(_SEP)
+    for message in messages:
+        partition = message.partition
+        _, _, origin = (message.key or b"").partition(_SEP)
         source, seq = _ORIGIN.unpack(origin) if len(origin) == _ORIGIN.size else (-1, -1)
-        for play in pipeline.records(event, "Play", "track_id"):
+        for play in pipeline.records(message, "Play", "track_id"):
             raw = enriched.get(partition, play["track_id"].encode())
             track = track_codec.decode(raw) if raw else None
             if track is None:
@@ -119,12 +117,11 @@ class PopularityWindows:
         self.by_pane: dict[int, defaultdict[int, set[str]]] = {}  # partition -> pane -> entities
         self._codec = codec_for(topics.POPULARITY.record)
 
-    async def handle(self, events: Iterable[EventT]) -> None:
+    async def handle(self, messages: Iterable[Message]) -> None:
         stats = self.pipeline.stats
         touched: dict[tuple[int, bytes], Aggregate] = {}
         changed: set[int] = set()
-        for event in events:
-            message = event.message
+        for message in messages:
             partition = message.partition
             stats.consumed(message.topic, partition, message.offset)
             clock = self._clock(partition)
@@ -136,7 +133,7 @@ class PopularityWindows:
                 played_at, user, skipped, popularity, origin, seq = json.loads(message.value)
                 entity = message.key.decode()
             except (ValueError, TypeError, AttributeError) as exc:
-                self.pipeline.dead_letter(event, Reason.UNDECODABLE, f"bad contribution: {exc}")
+                self.pipeline.dead_letter(message, Reason.UNDECODABLE, f"bad contribution: {exc}")
                 continue
             if not clock.first_time(origin, seq):
                 stats.events["replayed_contributions"] += 1

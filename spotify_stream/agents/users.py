@@ -14,10 +14,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from faust.types import EventT
-
 from spotify_stream.agents import popularity
-from spotify_stream.agents.pipeline import Pipeline
+from spotify_stream.agents.pipeline import Message, Pipeline
 from spotify_stream.faust_ext.partitioned import PartitionedTable
 from spotify_stream.ml.recommend import Played
 
@@ -30,11 +28,10 @@ class PlaysAgent:
         self.pipeline = pipeline
         self.recent = recent
 
-    async def handle(self, events: list[EventT]) -> None:
+    async def handle(self, messages: list[Message]) -> None:
         by_partition: dict[int, list[dict[str, Any]]] = {}
-        for event in events:
-            plays = self.pipeline.records(event, "Play", "user_id")
-            message = event.message
+        for message in messages:
+            plays = self.pipeline.records(message, "Play", "user_id")
             await popularity.repartition_plays(
                 self.pipeline, message.partition, message.offset, plays
             )

@@ -7,6 +7,9 @@ without it:
 - ``consumer``: aiokafka fetches only the partitions Faust will deliver
   (``tests/agents/test_failover_e2e.py``: a taken-over partition began at
   offset 13, not 0, without it).
+- ``bulk``: agents take each fetch's records as one batch, acknowledged by
+  offset, instead of Faust's per-message events (``python -m bench pipeline``:
+  6,352 against 65,323 tracks/s, one record per message, 100,000 tracks).
 - ``recovery``: the hand-over from table recovery to the agents is gap-free, and
   recovery reads changelogs to their last record (``tests/agents/test_lake_crash.py``,
   ``test_failover_e2e.py``: skipped offsets without it); a rebalance lets go of

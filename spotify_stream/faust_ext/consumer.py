@@ -1,4 +1,5 @@
-"""Faust's aiokafka consumer, made to fetch only what it will deliver.
+"""Faust's aiokafka consumer, made to fetch only what it will deliver, and to deliver
+the topics of bulk channels a fetch at a time (``bulk``).
 
 Faust asks aiokafka for the records of its *active* partitions, passing its own
 set of them, which it changes as partitions are paused and resumed. aiokafka
@@ -19,6 +20,8 @@ from typing import Any
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
 
+from spotify_stream.faust_ext.bulk import BulkDelivery
+
 
 class ConsumerThread(AIOKafkaConsumerThread):
     async def _fetch_records(
@@ -34,6 +37,6 @@ class ConsumerThread(AIOKafkaConsumerThread):
         return await super()._fetch_records(consumer, active, timeout, max_records)
 
 
-class Consumer(FaustConsumer):
+class Consumer(BulkDelivery, FaustConsumer):
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)

@@ -184,6 +184,18 @@ def encoded_records_in(
     return good, bad
 
 
+def single_records_in(
+    values: Sequence[bytes], fields: Sequence[str] | None = None
+) -> list[tuple[str, dict[str, Any], bytes]] | None:
+    """``encoded_records_in`` for many messages that each hold one record, as written,
+    read as one block when they are enough and all of one current schema (the
+    per-record cost of a ``Batch`` for the form every producer writes); None
+    otherwise: the caller reads them one by one."""
+    if len(values) < _BLOCK_MIN or _SHORT_NAMES.get(values[0][2:HEADER_SIZE]) == "Batch":
+        return None
+    return _read_as_block(list(values), fields)
+
+
 #: Batches this long or longer are read as one block (``models.block``: 2.8 us a
 #: Track with the dicts built, against 7.3 us one by one; 1.0 us for 4 fields).
 _BLOCK_MIN = 64

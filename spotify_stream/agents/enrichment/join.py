@@ -9,9 +9,8 @@ import struct
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from itertools import groupby
 from typing import Any
-
-from faust.types import EventT
 
 from spotify_stream import topics
 from spotify_stream.agents.clustering import ModelHolder
@@ -25,7 +24,7 @@ from spotify_stream.agents.enrichment.assembly import (
 from spotify_stream.agents.enrichment.labels import Labels
 from spotify_stream.agents.enrichment.retry import LABEL_KEY, Retry
 from spotify_stream.agents.enrichment.training import TrainerFeed
-from spotify_stream.agents.pipeline import Pipeline, Record
+from spotify_stream.agents.pipeline import Message, Pipeline, Record
 from spotify_stream.faust_ext.partitioned import PartitionedTable
 from spotify_stream.ml.clustering import VECTOR, pack_vector
 from spotify_stream.models import codec_for
@@ -92,34 +91,33 @@ class Enricher:
     def is_waiting(self, track_id: str) -> bool:
         return track_id in self.waiting
 
-    async def handle(self, events: Iterable[EventT]) -> None:
+    async def handle(self, messages: Iterable[Message]) -> None:
         pipeline = self.pipeline
         labels: set[int] = set()  # partitions to label, in bulk
-        for event in events:
-            message = event.message
-            partition = message.partition
-            if message.topic == self.retry_topic:
-                pipeline.stats.consumed(message.topic, partition, message.offset)
-                retry = Retry(message.value)
-                if retry is Retry.LABEL:
-                    labels.add(partition)
-                    continue
-                await self.rejoin(partition, message.key.decode(), expire=retry is Retry.EXPIRE)
-            elif message.topic == topics.TRACKS.name:
+        for (topic, partition), run in groupby(messages, lambda m: (m.topic, m.partition)):
+            if topic == topics.TRACKS.name:
                 # Tracks keep updated_at in ms: the join only compares it.
-                tracks = pipeline.encoded_records(
-                    event, "Track", "track_id", as_written=True, fields=JOIN_FIELDS
-                )
+                tracks = pipeline.encoded_records_of(list(run), "Track", "track_id", JOIN_FIELDS)
                 await self.on_tracks(partition, tracks)
-            else:
-                for features in pipeline.records(event, "AudioFeatures", "track_id"):
-                    await self.on_features(partition, features)
+                continue
+            for message in run:
+                if topic == self.retry_topic:
+                    pipeline.stats.consumed(topic, partition, message.offset)
+                    retry = Retry(message.value)
+                    if retry is Retry.LABEL:
+                        labels.add(partition)
+                    else:
+                        key = message.key.decode()
+                        await self.rejoin(partition, key, expire=retry is Retry.EXPIRE)
+                else:
+                    for features in pipeline.records(message, "AudioFeatures", "track_id"):
+                        await self.on_features(partition, features)
         for partition in labels:
             await self._label(partition, list(self.labelling.pop(partition, ())))
         await self.trainer.send()
 
     async def on_tracks(self, partition: int, tracks: list[tuple[Record, bytes]]) -> None:
-        """Join the tracks of one message; their state is read in two bulk lookups."""
+        """Join tracks of one partition; their state is read in two bulk lookups."""
         keys = [track["track_id"].encode() for track, _ in tracks]
         states: Iterable[tuple[bytes | None, bytes | None]]
         clusters: list[bytes | None]
