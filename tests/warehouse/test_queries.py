@@ -123,8 +123,16 @@ def lake(generated, tmp_path_factory):
             assert wait_for(
                 lambda: worker.get("/pipeline/stats")["lake"]["plays"]["read"] >= len(plays), 60
             )
-            # the newest model's profiles published after every track was learned
+            # the newest model's profiles published after every track was learned and
+            # reached the trainer's book (tracks held for the first model come after it)
             assert wait_for(lambda: published(settings)[-1].rows_seen >= len(complete), 60)
+            assert wait_for(
+                lambda: (
+                    worker.get("/pipeline/stats")["events"].get("profiled_tracks", 0)
+                    >= len(complete)
+                ),
+                60,
+            )
             models = published(settings)
         yield settings, plays, models
 
