@@ -83,3 +83,15 @@ class CpuWindow:
 
     def _broker(self) -> dict[int, float]:
         return thread_cpu(self.broker) if self.broker else {}
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The most resident memory ``pid`` has held so far (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0

@@ -38,8 +38,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -49,7 +53,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench import CpuWindow, stack_settings, worker_failed
+from bench import CpuWindow, peak_rss_mb, stack_settings, worker_failed
 from spotify_stream import topics
 from spotify_stream.embedded import EmbeddedBroker
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
@@ -128,7 +132,9 @@ async def send(settings: Settings, messages: list[tuple[str, bytes, bytes]]) -> 
         await producer.stop()
 
 
-def run(data: Path, tracks: int, per_message: int, workdir: Path, lake: bool) -> dict[str, float]:
+def run(
+    data: Path, tracks: int, per_message: int, workdir: Path, lake: bool, with_peer: bool
+) -> dict[str, float]:
     with EmbeddedBroker() as broker:
         settings = stack_settings(
             broker,
@@ -141,6 +147,8 @@ def run(data: Path, tracks: int, per_message: int, workdir: Path, lake: bool) ->
         assert len(track_messages) == tracks
         with WorkerProcess(settings, workdir, loglevel="warn") as worker:
             wait_records(worker, topics.AUDIO_FEATURES.name, tracks)
+        if with_peer:
+            peer(settings, workdir, tracks, lake, preload=True)
         asyncio.run(send(settings, track_messages))
         raw = asyncio.run(raw_limit(settings, tracks))
         # Same state directory: the features table is there (and replayed from its changelog).
@@ -156,7 +164,32 @@ def run(data: Path, tracks: int, per_message: int, workdir: Path, lake: bool) ->
                     raise worker_failed(worker, "the lake did not receive every track")
                 figures["lake"] = tracks / (landed["last_flush_at"] - entry["first_at"])
             figures |= cpu.stop()
+            figures["worker_rss_mb"] = peak_rss_mb(worker.process.pid)
+        if with_peer:
+            done = peer(settings, workdir, tracks, lake)
+            end = done["landed_at"] if lake else done["last_at"]
+            figures["peer"] = tracks / (end - done["first_at"])
+            figures["peer_rss_mb"] = done["rss_mb"]
     return figures
+
+
+def peer(settings: Settings, workdir: Path, tracks: int, lake: bool, preload: bool = False) -> dict:
+    """The same job in Quix Streams (``bench/peer.py``), in a process of its own."""
+    command = [
+        sys.executable,
+        "-m",
+        "bench.peer",
+        settings.bootstrap_servers[0],
+        str(workdir / "peer_state"),
+        "--tracks",
+        str(tracks),
+        *(["--lake", str(workdir / "peer_lake")] if lake else []),
+        *(["--preload"] if preload else []),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    if done.returncode:
+        raise SystemExit(f"the peer failed ({' '.join(command)}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.splitlines()[-1]) if not preload else {}
 
 
 #: The CPU figures of a run (``CpuWindow``), from the first track consumed to the end.
@@ -220,7 +253,13 @@ def main() -> None:
     parser.add_argument(
         "--freshness", type=float, default=150, help="seconds of plays for the freshness run"
     )
+    parser.add_argument(
+        "--no-peer", action="store_true", help="leave out Quix Streams doing the same job"
+    )
     args = parser.parse_args()
+    with_peer = not args.no_peer and importlib.util.find_spec("quixstreams") is not None
+    if not with_peer and not args.no_peer:
+        print("the peer (Quix Streams) is not installed: pip install -e '.[bench]'")
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         generate(data, args.tracks, seed=1)
@@ -229,29 +268,39 @@ def main() -> None:
             "one": ("one record per message", 1),
             "batch": (f"Batch of {args.batch}", args.batch),
         }
-        for label, per_message in (forms[name] for name in args.forms.split(",")):
-            runs: dict[str, list[float]] = {
-                key: [] for key in ("raw", "core", "enrich", "lake", *_CPU)
-            }
+        for name in args.forms.split(","):
+            label, per_message = forms[name]
+            peer_here = with_peer and per_message == 1  # Quix Streams reads one per message
+            runs: dict[str, list[float]] = {key: [] for key in _COLUMNS}
             for i in range(args.repeat):
                 for lake in (False, True):
-                    workdir = Path(tmp) / f"run-{per_message}-{i}-{lake}"
+                    workdir = Path(tmp) / f"run_{per_message}_{i}_{lake}"  # Quix: no dashes
                     workdir.mkdir()
-                    figures = run(data, args.tracks, per_message, workdir, lake)
+                    figures = run(data, args.tracks, per_message, workdir, lake, peer_here)
                     runs["raw"].append(figures["raw"])
                     if lake:
-                        for key in ("enrich", "lake", *_CPU):
+                        for key in ("enrich", "lake", *_CPU, "worker_rss_mb"):
                             runs[key].append(figures[key])
+                        if peer_here:
+                            runs["peer_lake"].append(figures["peer"])
+                            runs["peer_rss_mb"].append(figures["peer_rss_mb"])
                     else:
                         runs["core"].append(figures["enrich"])
+                        if peer_here:
+                            runs["peer_core"].append(figures["peer"])
                     print(
                         f"{label}, run {i + 1}/{args.repeat}, lake sink {'on' if lake else 'off'}: "
                         + ", ".join(
-                            f"{k} {v:.2f}" if k in _CPU else f"{k} {v:,.0f}/s"
+                            f"{k} {v:.2f}"
+                            if k in _CPU
+                            else f"{k} {v:,.0f} MB"
+                            if k.endswith("rss_mb")
+                            else f"{k} {v:,.0f}/s"
                             for k, v in figures.items()
-                        )
+                        ),
+                        flush=True,
                     )
-            rows.append((label, *(statistics.median(runs[k]) for k in runs)))
+            rows.append((label, {k: statistics.median(v) if v else None for k, v in runs.items()}))
         lags: list[float] = []
         if args.freshness > 0:
             workdir = Path(tmp) / "freshness"
@@ -259,18 +308,25 @@ def main() -> None:
             lags, window = freshness(workdir, args.freshness, rate=2000)
     print(
         f"\n{args.tracks:,} tracks, 8 partitions, one worker process, embedded broker, "
-        f"median of {args.repeat} (raw: of {2 * args.repeat})\n"
+        f"median of {args.repeat} (raw: of {2 * args.repeat}); peer: Quix Streams "
+        "(join_asof with the features, album and artist from memory, no cluster assignment)\n"
     )
     print(
         "| input form | raw consume + decode (rec/s) | enrichment, sink off (tracks/s) "
-        "| enrichment, sink on | into the lake, end to end (tracks/s) | lake / raw "
-        f"| cores in use, sink on (of {os.cpu_count()}): worker / its main thread / broker |"
+        "| / raw | peer, sink off | worker / peer "
+        "| into the lake, end to end (tracks/s) | / raw | peer, into its lake | worker / peer "
+        f"| cores in use, sink on (of {os.cpu_count()}): worker / its main thread / broker "
+        "| peak RSS, sink on: worker / peer (MB) |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for label, raw, core, enrich, lake, worker, main, broker in rows:
+    print("| --- |" + " ---: |" * 11)
+    for label, m in rows:
         print(
-            f"| {label} | {raw:,.0f} | {core:,.0f} | {enrich:,.0f} | {lake:,.0f} "
-            f"| {lake / raw:.2f} | {worker:.2f} / {main:.2f} / {broker:.2f} |"
+            f"| {label} | {m['raw']:,.0f} | {m['core']:,.0f} | {m['core'] / m['raw']:.2f} "
+            f"| {_rate(m['peer_core'])} | {_ratio(m['core'], m['peer_core'])} "
+            f"| {m['lake']:,.0f} | {m['lake'] / m['raw']:.2f} "
+            f"| {_rate(m['peer_lake'])} | {_ratio(m['lake'], m['peer_lake'])} "
+            f"| {m['worker_cores']:.2f} / {m['main_cores']:.2f} / {m['broker_cores']:.2f} "
+            f"| {m['worker_rss_mb']:,.0f} / {_rate(m['peer_rss_mb'])} |"
         )
     if lags:
         lags.sort()
@@ -280,6 +336,28 @@ def main() -> None:
             f"median {statistics.median(lags):.1f} s, p99 {lags[int(len(lags) * 0.99)]:.1f} s, "
             f"max {lags[-1]:.1f} s"
         )
+
+
+#: The medians in the table.
+_COLUMNS = (
+    "raw",
+    "core",
+    "enrich",
+    "lake",
+    *_CPU,
+    "worker_rss_mb",
+    "peer_core",
+    "peer_lake",
+    "peer_rss_mb",
+)
+
+
+def _rate(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def _ratio(worker: float, peer: float | None) -> str:
+    return "–" if peer is None else f"{worker / peer:.2f}"
 
 
 if __name__ == "__main__":
