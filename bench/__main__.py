@@ -5,7 +5,8 @@ import sys
 
 if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
     print(
-        "usage: python -m bench produce|pipeline|recovery|recommend|query|dashboard|memory [options]"
+        "usage: python -m bench produce|pipeline|plays|recovery|recommend|query|dashboard|memory"
+        " [options]"
         "  (--help after the name)"
     )
     sys.exit(0 if len(sys.argv) >= 2 else 2)

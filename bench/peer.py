@@ -1,20 +1,27 @@
-"""The peer: the pipeline bench's track job done by Quix Streams, in a process of its own.
+"""The peer: the benches' jobs done by Quix Streams, in a process of its own.
 
-    python -m bench.peer BOOTSTRAP STATE_DIR --tracks N [--lake DIR] [--preload]
+    python -m bench.peer tracks|plays BOOTSTRAP STATE_DIR --records N [--lake DIR] [--preload]
 
-``--preload`` reads the audio-features topic into the as-of join's store and
-stops once the topic is quiet (the worker's features table is filled before it
-is timed too). Without it, every track is joined with its features (Quix
-Streams' ``join_asof``, the same key and partitions as the worker's join) and
-with its album and artist (read from their topics into memory before the
-clock starts: Quix Streams has no broadcast table); the enriched record is the
-worker's ``EnrichedTrack``, encoded with the project's codec, to an output
-topic of its own, or (``--lake``) written by Quix Streams' Parquet file sink.
-Cluster assignment is left out (the worker does it): the peer does less.
+``tracks`` (bench pipeline): ``--preload`` reads the audio-features topic into
+the as-of join's store and stops once the topic is quiet (the worker's
+features table is filled before it is timed too). Without it, every track is
+joined with its features (Quix Streams' ``join_asof``, the same key and
+partitions as the worker's join) and with its album and artist (read from
+their topics into memory before the clock starts: Quix Streams has no
+broadcast table); the enriched record is the worker's ``EnrichedTrack``,
+encoded with the project's codec, to an output topic of its own, or
+(``--lake``) written by Quix Streams' Parquet file sink. Cluster assignment is
+left out (the worker does it): the peer does less.
 
-Prints one JSON line: the times of the first and last track joined, of the
-sink's write that held the last track (``--lake``), and the process's CPU
-seconds from the first track and peak RSS. Needs the ``bench`` extra (``pip install -e .[bench]``).
+``plays`` (bench plays): plays repartitioned by track and counted in hourly
+tumbling windows (to an output topic), and written to the Parquet sink
+(``--lake``). The worker also keeps each user's recent plays, counts artists,
+albums and genres too, and deduplicates replays: the peer does less.
+
+Prints one JSON line: the times of the first and last record read, of the
+sink's write that held the last (``--lake``), and the process's CPU seconds
+from the first record and peak RSS. Needs the ``bench`` extra
+(``pip install -e '.[bench]'``).
 """
 
 from __future__ import annotations
@@ -76,28 +83,29 @@ def cpu_seconds() -> float:
 
 
 class Clock:
-    """When the first and last track went through, and when the sink wrote the last;
+    """When the first and last record went through, and when the sink wrote the last;
     at the end, the figures on stdout and the process gone (Quix Streams' consumer
     can stay in ``close`` on the embedded broker: nothing is left to wait for)."""
 
-    def __init__(self, app: Application, tracks: int, lake: bool) -> None:
-        self.app, self.tracks, self.lake = app, tracks, lake
-        self.joined = self.written = 0
+    def __init__(self, app: Application, records: int, lake: bool) -> None:
+        self.app, self.records, self.lake = app, records, lake
+        self.seen = self.written = 0
+        self.sink: Any = None  # the dataframe whose records go into the lake (--lake)
         self.first_at = self.last_at = self.landed_at = self.cpu_at_first = 0.0
 
-    def track(self) -> None:
-        self.joined += 1
-        if self.joined == 1:
+    def record(self, *_: Any) -> None:
+        self.seen += 1
+        if self.seen == 1:
             self.first_at = time.time()
             self.cpu_at_first = cpu_seconds()
-        if self.joined == self.tracks:
+        if self.seen == self.records:
             self.last_at = time.time()
             if not self.lake:
                 self.done()
 
     def wrote(self, rows: int) -> None:
         self.written += rows
-        if self.written >= self.tracks and not self.landed_at:
+        if self.written >= self.records and not self.landed_at:
             self.landed_at = time.time()
             self.done()
 
@@ -126,19 +134,16 @@ class TimedFileSink(LocalFileSink):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("job", choices=("tracks", "plays"))
     parser.add_argument("bootstrap")
     parser.add_argument("state_dir")
-    parser.add_argument("--tracks", type=int, required=True)
-    parser.add_argument("--lake", help="a directory: the enriched tracks into Parquet there")
+    parser.add_argument("--records", type=int, required=True, help="tracks or plays to wait for")
+    parser.add_argument("--lake", help="a directory: the job's output into Parquet there")
     parser.add_argument("--preload", action="store_true")
     args = parser.parse_args()
-
-    settings = Settings(broker=f"kafka://{args.bootstrap}", _env_file=None)
-    albums = asyncio.run(dimensions(settings, topics.ALBUMS))
-    artists = asyncio.run(dimensions(settings, topics.ARTISTS))
     app = Application(
         broker_address=args.bootstrap,
-        consumer_group="peer",
+        consumer_group=f"peer-{args.job}",
         auto_offset_reset="earliest",
         state_dir=args.state_dir,
         commit_interval=1.0,  # the worker's lake window in the bench
@@ -148,10 +153,33 @@ def main() -> None:
         use_changelog_topics=False,
         loglevel=os.environ.get("PEER_LOGLEVEL", "WARNING"),
     )
-    clock = Clock(app, args.tracks, bool(args.lake))
+    clock = Clock(app, args.records, bool(args.lake))
+
+    def topic(name: str, record: str) -> Any:
+        topic = app.topic(name, key_deserializer="bytes", value_deserializer=AvroValue(record))
+        # the embedded broker describes no retention; the stores derive their own from it
+        topic.broker_config.extra_config.setdefault("retention.ms", "-1")
+        return topic
+
+    if args.job == "tracks":
+        tracks_job(app, clock, topic, Settings(broker=f"kafka://{args.bootstrap}", _env_file=None))
+    else:
+        plays_job(app, clock, topic)
+    if args.lake:
+        clock.sink.sink(TimedFileSink(clock, directory=args.lake, format="parquet"))
+    if args.preload:  # no tracks yet: the features into the join's store
+        app.run(timeout=5)
+        return
+    app.run()
+
+
+def tracks_job(app: Application, clock: Clock, topic: Any, settings: Settings) -> None:
+    """Tracks joined as-of with their features, album and artist from memory."""
+    albums = asyncio.run(dimensions(settings, topics.ALBUMS))
+    artists = asyncio.run(dimensions(settings, topics.ARTISTS))
 
     def enrich(track: dict, features: dict | None) -> dict:
-        clock.track()
+        clock.record()
         album = albums.get(track["album_id"])
         artist = artists.get(track["artist_id"])
         missing = [
@@ -175,24 +203,21 @@ def main() -> None:
         }
         return enriched
 
-    def topic(name: str, record: str) -> Any:
-        topic = app.topic(name, key_deserializer="bytes", value_deserializer=AvroValue(record))
-        # the embedded broker describes no retention; the join's store derives its own from it
-        topic.broker_config.extra_config.setdefault("retention.ms", "-1")
-        return topic
-
     features = app.dataframe(topic(topics.AUDIO_FEATURES.name, topics.AUDIO_FEATURES.record))
     tracks = app.dataframe(topic(topics.TRACKS.name, topics.TRACKS.record))
-    enriched = tracks.join_asof(features, how="left", on_merge=enrich)
-    if args.lake:
-        enriched.sink(TimedFileSink(clock, directory=args.lake, format="parquet"))
-    else:
+    clock.sink = tracks.join_asof(features, how="left", on_merge=enrich)
+    if not clock.lake:
         output = app.topic(OUTPUT, key_serializer="bytes", value_serializer=AvroEnriched())
-        enriched.to_topic(output)
-    if args.preload:  # no tracks yet: the features into the join's store
-        app.run(timeout=5)
-        return
-    app.run()
+        clock.sink.to_topic(output)
+
+
+def plays_job(app: Application, clock: Clock, topic: Any) -> None:
+    """Plays counted per track in hourly tumbling windows (repartitioned by track), and
+    the plays themselves into the lake."""
+    plays = app.dataframe(topic(topics.PLAYS.name, topics.PLAYS.record)).update(clock.record)
+    counts = plays.group_by("track_id").tumbling_window(3_600_000).count().final()
+    counts.to_topic(app.topic("peer.popularity", value_serializer="json"))
+    clock.sink = plays
 
 
 if __name__ == "__main__":

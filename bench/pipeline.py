@@ -18,6 +18,10 @@ fresh embedded broker:
    is the tracks over the time from the first track consumed to the flush
    that lands the last enriched track (its last second is that window).
 
+5. the peer (one record per message only): Quix Streams doing the same job
+   (``bench/peer.py``) on the same topics, timed the same way; its features
+   are read into its join store before the tracks are sent.
+
 Each form runs ``--repeat`` times on fresh brokers; the table shows medians
 (this machine's neighbours make single runs vary by about 10%). Beside the
 rates, the cores the worker, its main thread and the broker kept busy from the
@@ -31,7 +35,7 @@ seconds; the bench lists the lake every 0.1 s and takes, for every play, the
 time from its ``played_at`` to its object's first sighting.
 
     python -m bench pipeline [--tracks 50000] [--batch 2000] [--repeat 3] [--forms one,batch]
-                             [--freshness 150]
+                             [--freshness 150] [--no-peer]
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ from spotify_stream.models.codec import records_in
 from spotify_stream.settings import Settings
 
 
-async def raw_limit(settings: Settings, expected: int) -> float:
+async def raw_limit(settings: Settings, expected: int, topic: str = topics.TRACKS.name) -> float:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         group_id=None,
@@ -78,7 +82,7 @@ async def raw_limit(settings: Settings, expected: int) -> float:
     )
     await consumer.start()
     try:
-        parts = [TopicPartition(topics.TRACKS.name, p) for p in range(settings.partitions)]
+        parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         records, started = 0, time.perf_counter()
@@ -148,7 +152,7 @@ def run(
         with WorkerProcess(settings, workdir, loglevel="warn") as worker:
             wait_records(worker, topics.AUDIO_FEATURES.name, tracks)
         if with_peer:
-            peer(settings, workdir, tracks, lake, preload=True)
+            peer(settings, workdir, "tracks", tracks, lake, preload=True)
         asyncio.run(send(settings, track_messages))
         raw = asyncio.run(raw_limit(settings, tracks))
         # Same state directory: the features table is there (and replayed from its changelog).
@@ -166,23 +170,26 @@ def run(
             figures |= cpu.stop()
             figures["worker_rss_mb"] = peak_rss_mb(worker.process.pid)
         if with_peer:
-            done = peer(settings, workdir, tracks, lake)
+            done = peer(settings, workdir, "tracks", tracks, lake)
             end = done["landed_at"] if lake else done["last_at"]
             figures["peer"] = tracks / (end - done["first_at"])
             figures["peer_rss_mb"] = done["rss_mb"]
     return figures
 
 
-def peer(settings: Settings, workdir: Path, tracks: int, lake: bool, preload: bool = False) -> dict:
+def peer(
+    settings: Settings, workdir: Path, job: str, records: int, lake: bool, preload: bool = False
+) -> dict:
     """The same job in Quix Streams (``bench/peer.py``), in a process of its own."""
     command = [
         sys.executable,
         "-m",
         "bench.peer",
+        job,
         settings.bootstrap_servers[0],
         str(workdir / "peer_state"),
-        "--tracks",
-        str(tracks),
+        "--records",
+        str(records),
         *(["--lake", str(workdir / "peer_lake")] if lake else []),
         *(["--preload"] if preload else []),
     ]

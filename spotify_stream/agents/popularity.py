@@ -78,18 +78,24 @@ async def attribute_plays(
     """Step 2: one contribution per entity of each play, keyed by entity."""
     track_codec = codec_for("EnrichedTrack")
     target = pipeline.internal(topics.CONTRIBUTIONS)
+    # a track's entities, once per batch: a batch holds many plays of each popular track
+    entities: dict[tuple[int, str], list[tuple[str, Any]] | None] = {}
     for message in messages:
         partition = message.partition
         _, _, origin = (message.key or b"").partition(_SEP)
         source, seq = _ORIGIN.unpack(origin) if len(origin) == _ORIGIN.size else (-1, -1)
         for play in pipeline.records(message, "Play", "track_id"):
-            raw = enriched.get(partition, play["track_id"].encode())
-            track = track_codec.decode(raw) if raw else None
-            if track is None:
+            slot = (partition, play["track_id"])
+            if slot not in entities:
+                raw = enriched.get(partition, play["track_id"].encode())
+                entities[slot] = contributions(play, track_codec.decode(raw)) if raw else None
+            counted = entities[slot]
+            if counted is None:
                 pipeline.stats.events["plays_of_unknown_tracks"] += 1
+                counted = contributions(play, None)
             value = [millis(play["played_at"]), play["user_id"], play["skipped"]]
             # a play's contributions in order, after it: two may reach one partition
-            for j, (key, popularity) in enumerate(contributions(play, track)):
+            for j, (key, popularity) in enumerate(counted):
                 order = seq << 16 | j if seq >= 0 else -1
                 contribution = [*value, popularity, f"{partition}:{source}", order]
                 await pipeline.send(target, key.encode(), json.dumps(contribution).encode())
