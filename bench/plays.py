@@ -8,7 +8,8 @@ On a fresh embedded broker, per run:
    with their event time (a fixed step apart, so windows close as they go);
 3. raw limit: an aiokafka consumer reads the plays topic and decodes every
    record with fastavro, nothing else;
-4. the worker again, timed from its first play read to every play through both
+4. the worker again (``--workers 2``: with a second one, which starts with no
+   state, in its group), timed from the first play read to every play through both
    repartitions (``plays-by-track``, ``popularity-contributions``), the windows
    they closed out and landed, and every play in the lake: the popularity
    windows (track, artist, album, genres), each user's recent plays, the lake;
@@ -17,9 +18,10 @@ On a fresh embedded broker, per run:
    from its first play read to its sink's write of the last.
 
 The table shows medians of ``--repeat`` runs, plays/s, the ratios, the worker's
-CPU over the window, and each process's peak RSS.
+CPU over the window, and each process's peak RSS (with two workers, the first's).
 
     python -m bench plays [--tracks 5000] [--plays 200000] [--users 20000] [--repeat 3]
+                          [--workers 1|2] [--no-peer]
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import os
 import statistics
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from bench import CpuWindow, peak_rss_mb, stack_settings, worker_failed
@@ -46,16 +49,37 @@ from spotify_stream.ingest.producer import produce
 STEP_MS = 500  # event time between plays: 200,000 plays span 28 hours
 
 
-def drained(worker: WorkerProcess, plays: int) -> bool:
-    stats = worker.get("/pipeline/stats")
-    if not worker.plays_through(plays, stats):
+def drained(workers: list[WorkerProcess], plays: int, app_id: str) -> bool:
+    """Every play read, through both repartitions (every message sent to them read, by
+    any worker), the windows it closed landed, and every play in the lake."""
+    stats = [worker.get("/pipeline/stats") for worker in workers]
+
+    def total(topic: str, field: str) -> int:
+        return sum(s["topics"].get(topic, {}).get(field, 0) for s in stats)
+
+    if total(topics.PLAYS.name, "records_in") < plays:
         return False
-    out = stats["topics"].get(topics.POPULARITY.name, {}).get("messages_out", 0)
-    lake = stats["lake"]
-    return lake["popularity"]["read"] >= out and lake["plays"]["rows"] >= plays
+    for name in (topics.PLAYS_BY_TRACK, topics.CONTRIBUTIONS):
+        internal = topics.internal(app_id, name)
+        if total(internal, "records_in") < max(total(internal, "messages_out"), 1):
+            return False
+    landed = sum(s["lake"]["popularity"]["read"] for s in stats)
+    plays_landed = sum(s["lake"]["plays"]["rows"] for s in stats)
+    return landed >= total(topics.POPULARITY.name, "messages_out") and plays_landed >= plays
 
 
-def run(data: Path, workdir: Path, tracks: int, plays: int, users: int, with_peer: bool) -> dict:
+def drain(workers: list[WorkerProcess], plays: int, app_id: str) -> float:
+    """Seconds from the first play read (by any of ``workers``) to all of them drained."""
+    if not wait_for(lambda: drained(workers, plays, app_id), 900, 0.2):
+        raise worker_failed(workers[0], f"the workers did not take {plays:,} plays through")
+    done = time.time()
+    firsts = [w.topic_stats(topics.PLAYS.name).get("first_at") for w in workers]
+    return done - min(f for f in firsts if f)
+
+
+def run(
+    data: Path, workdir: Path, tracks: int, plays: int, users: int, with_peer: bool, workers: int
+) -> dict:
     with EmbeddedBroker() as broker:
         settings = stack_settings(broker, workdir, flush_seconds=1)
         asyncio.run(produce(settings, str(data)))
@@ -72,20 +96,24 @@ def run(data: Path, workdir: Path, tracks: int, plays: int, users: int, with_pee
         start_ms = int(time.time() * 1000) - plays * STEP_MS - 3_600_000
         asyncio.run(send_plays(settings, simulator, 0, plays, start_ms, STEP_MS))
         figures = {"raw": asyncio.run(raw_limit(settings, plays, topics.PLAYS.name))}
-        with WorkerProcess(settings, workdir, loglevel="warn") as worker:
-            cpu = CpuWindow(worker.process.pid, broker.pid)
+        names = ["worker", "second"][:workers]  # the second starts with no state
+        with ExitStack() as stack:
+            group = [
+                stack.enter_context(WorkerProcess(settings, workdir, name, loglevel="warn"))
+                for name in names
+            ]
+            cpu = CpuWindow(group[0].process.pid, broker.pid)
             if not wait_for(
-                lambda: worker.topic_stats(topics.PLAYS.name).get("records_in", 0) > 0, 300, 0.05
+                lambda: any(w.topic_stats(topics.PLAYS.name).get("records_in", 0) for w in group),
+                300,
+                0.05,
             ):
-                raise worker_failed(worker, "the worker read no play")
+                raise worker_failed(group[0], "the workers read no play")
             cpu.start()
-            if not wait_for(lambda: drained(worker, plays), 900, 0.2):
-                raise worker_failed(worker, f"the worker did not take {plays:,} plays through")
-            done = time.time()
-            first = worker.topic_stats(topics.PLAYS.name)["first_at"]
-            figures["worker"] = plays / (done - first)
+            figures["seconds"] = drain(group, plays, settings.app_id)
+            figures["worker"] = plays / figures["seconds"]
             figures |= cpu.stop()
-            figures["worker_rss_mb"] = peak_rss_mb(worker.process.pid)
+            figures["worker_rss_mb"] = peak_rss_mb(group[0].process.pid)
         if with_peer:
             timed = peer(settings, workdir, "plays", plays, lake=True)
             figures["peer"] = plays / (timed["landed_at"] - timed["first_at"])
@@ -100,6 +128,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-peer", action="store_true", help="leave out Quix Streams")
+    parser.add_argument(
+        "--workers", type=int, choices=(1, 2), default=1, help="workers in the timed group"
+    )
     args = parser.parse_args()
     with_peer = not args.no_peer and importlib.util.find_spec("quixstreams") is not None
     if not with_peer and not args.no_peer:
@@ -111,7 +142,9 @@ def main() -> None:
         for i in range(args.repeat):
             workdir = Path(tmp) / f"run_{i}"  # Quix Streams' file sink: no dashes
             workdir.mkdir()
-            figures = run(data, workdir, args.tracks, args.plays, args.users, with_peer)
+            figures = run(
+                data, workdir, args.tracks, args.plays, args.users, with_peer, args.workers
+            )
             for key, value in figures.items():
                 runs.setdefault(key, []).append(value)
             print(
@@ -122,7 +155,8 @@ def main() -> None:
     m = {k: statistics.median(v) for k, v in runs.items()}
     print(
         f"\n{args.plays:,} plays of {args.users:,} users over {args.tracks:,} tracks, one per "
-        f"message, 8 partitions, one worker process, embedded broker, median of {args.repeat}\n"
+        f"message, 8 partitions, {args.workers} worker process(es), embedded broker, "
+        f"median of {args.repeat}: every play drained in {m['seconds']:.1f} s\n"
     )
     print(
         "| raw consume + decode (plays/s) | worker: windows, user state, lake (plays/s) "
