@@ -24,7 +24,7 @@ from spotify_stream.agents.pipeline import Message, Pipeline
 from spotify_stream.agents.users import PlaysAgent, RecentPlays
 from spotify_stream.faust_ext.broadcast import BroadcastReader
 from spotify_stream.faust_ext.bulk import BulkAgent, BulkChannel
-from spotify_stream.faust_ext.consumer import Consumer
+from spotify_stream.faust_ext.consumer import ConsumingApp
 from spotify_stream.faust_ext.recovery import TableManager
 from spotify_stream.faust_ext.worker import Worker
 from spotify_stream.ml.recommend import TrackIndex
@@ -40,7 +40,7 @@ from spotify_stream.web.dashboard import json_errors
 RAW = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
-class SpotifyStreamApp(faust.App):
+class SpotifyStreamApp(ConsumingApp, faust.App):
     """Creates the topics before Faust subscribes to them (the embedded broker would
     auto-create them with its own partition count) and starts the broadcast
     reader before table recovery, whose callbacks wait for it to catch up; and
@@ -50,16 +50,6 @@ class SpotifyStreamApp(faust.App):
     reader: BroadcastReader
     lake: LakeConsumer | None
     bulk_agents: list[BulkAgent]
-
-    def _new_consumer(self) -> Consumer:
-        return Consumer(
-            self.transport,
-            callback=self.topics.on_message,
-            on_partitions_revoked=self._on_partitions_revoked,
-            on_partitions_assigned=self._on_partitions_assigned,
-            beacon=self.beacon,
-            loop=self.loop,
-        )
 
     async def on_first_start(self) -> None:
         await super().on_first_start()

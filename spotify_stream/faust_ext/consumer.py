@@ -40,3 +40,17 @@ class ConsumerThread(AIOKafkaConsumerThread):
 class Consumer(BulkDelivery, FaustConsumer):
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class ConsumingApp:
+    """A mixin for ``faust.App``: the app consumes through ``Consumer``."""
+
+    def _new_consumer(self: Any) -> Consumer:
+        return Consumer(
+            self.transport,
+            callback=self.topics.on_message,
+            on_partitions_revoked=self._on_partitions_revoked,
+            on_partitions_assigned=self._on_partitions_assigned,
+            beacon=self.beacon,
+            loop=self.loop,
+        )

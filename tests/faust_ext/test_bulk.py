@@ -7,25 +7,15 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from spotify_stream.faust_ext.bulk import BulkAgent, BulkChannel, Fetch
-from spotify_stream.faust_ext.consumer import Consumer
+from spotify_stream.faust_ext.consumer import ConsumingApp
 from spotify_stream.kafka import client_kwargs, ensure_topics, start_producer
 
 TOPIC = "bulk-input"
 PER_PARTITION = 3000
 
 
-class BulkApp(faust.App):
+class BulkApp(ConsumingApp, faust.App):
     agents_of_bulk: list[BulkAgent]
-
-    def _new_consumer(self) -> Consumer:
-        return Consumer(
-            self.transport,
-            callback=self.topics.on_message,
-            on_partitions_revoked=self._on_partitions_revoked,
-            on_partitions_assigned=self._on_partitions_assigned,
-            beacon=self.beacon,
-            loop=self.loop,
-        )
 
     async def on_start(self) -> None:
         await super().on_start()
