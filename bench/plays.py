@@ -61,7 +61,7 @@ def drained(workers: list[WorkerProcess], plays: int, app_id: str) -> bool:
         return False
     for name in (topics.PLAYS_BY_TRACK, topics.CONTRIBUTIONS):
         internal = topics.internal(app_id, name)
-        if total(internal, "records_in") < max(total(internal, "messages_out"), 1):
+        if total(internal, "messages_in") < max(total(internal, "messages_out"), 1):
             return False
     landed = sum(s["lake"]["popularity"]["read"] for s in stats)
     plays_landed = sum(s["lake"]["plays"]["rows"] for s in stats)

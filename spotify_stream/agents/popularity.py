@@ -1,18 +1,27 @@
 """Rolling popularity: plays -> (entity, play) contributions -> windowed panes -> closed windows.
 
 Plays are keyed by user, the enriched tracks by track, and a window must see
-every play of its key, so this takes two repartitions. Each is at-least-once:
-after a crash an agent sends again what it had not committed. So every play
-carries its origin (the ``spotify.plays`` partition and a sequence number from
-its offset) through both, and the windows drop a contribution whose origin
-they have seen (``WindowClock.first_time``): a replay counts no play twice.
+every play of its key, so this takes two repartitions. Neither sends a message
+per play: each agent sends what one batch of a partition holds for a target
+partition as one message (JSON rows, in input order; a long run in several),
+so a play costs a few rows, not a few messages, on its way through both.
 
-1. ``plays``: forward each play keyed by track_id (``plays-by-track``), so it
-   lands in the partition holding its enriched track;
-2. ``attribute``: look the track up and send one contribution per entity
-   (track, primary artist, album, each genre) keyed ``entity_type:entity_id``;
-3. ``windows``: add contributions to hourly panes (``Aggregate``), and emit
-   a ``Popularity`` record per key when a window closes.
+Each repartition is at-least-once: after a crash an agent sends again what it
+had not committed, possibly cut into other messages. So every play carries its
+origin (its ``spotify.plays`` partition and a sequence number from its offset)
+through both, and the windows drop a contribution whose origin they have seen
+(``WindowClock.first_time``): a replay counts no play twice.
+
+1. ``plays``: each play's row to ``plays-by-track``, in the partition of its
+   track id (the one holding its enriched track):
+   ``[source partition, [[seq, track_id, played_at ms, listener hash, skipped], ...]]``;
+2. ``attribute``: look each track up and add one row per entity (track,
+   primary artist, album, each genre) to ``popularity-contributions``, in the
+   partition of the entity's key ``entity_type:entity_id``:
+   ``[attribution partition, [[entity, played_at ms, listener hash, skipped,
+   popularity, source partition, order], ...]]``;
+3. ``windows``: add the rows to hourly panes (``Aggregate``, once per pane and
+   entity per batch), and emit a ``Popularity`` record per key when a window closes.
 
 A play whose track is not (yet) enriched counts for the track alone.
 """
@@ -21,9 +30,8 @@ from __future__ import annotations
 
 import json
 import logging
-import struct
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from spotify_stream import topics
@@ -39,30 +47,79 @@ from spotify_stream.tables.windows import Aggregate, WindowClock, WindowSpec, pa
 log = logging.getLogger(__name__)
 
 _CLOCK = b"\x00clock"  # per partition in the panes table: its WindowClock
-#: A play's origin, after its track id in the ``plays-by-track`` key: its partition of
-#: ``spotify.plays`` and ``offset << 20 | index`` (its place in a ``Batch``).
-_ORIGIN = struct.Struct(">iq")
-_SEP = b"\x00"
+#: Rows per message at most (fewer when they would not fit in a producer batch).
+_ROWS = 4000
+#: The types of the fields of a row of each repartition (see above).
+_PLAY = ({int}, {str}, {int}, {int}, {bool})
+_CONTRIBUTION = ({str}, {int}, {int}, {bool}, {int, float, type(None)}, {int}, {int})
 
 
 async def repartition_plays(
-    pipeline: Pipeline, partition: int, offset: int, plays: list[dict[str, Any]]
+    pipeline: Pipeline, source: int, messages: Iterable[tuple[int, list[dict[str, Any]]]]
 ) -> None:
-    """Step 1: the plays of one message of ``spotify.plays`` -> plays keyed by track,
-    each with its origin in the key (the partition is its track id's)."""
-    codec = codec_for("Play")
+    """Step 1: the plays of (offset, plays) messages of ``spotify.plays`` partition
+    ``source`` -> rows keyed by track, one message per target partition. A play's
+    sequence number is ``offset << 20 | index`` (its place in a ``Batch``)."""
     target = pipeline.internal(topics.PLAYS_BY_TRACK)
     count = pipeline.sender.partitions[target]
-    for index, play in enumerate(plays):
-        track_id = play["track_id"].encode()
-        key = track_id + _SEP + _ORIGIN.pack(partition, offset << 20 | index)
-        await pipeline.send(target, key, codec.encode(play), partition_for(track_id, count))
+    rows: defaultdict[int, list[list[Any]]] = defaultdict(list)
+    for offset, plays in messages:
+        for index, play in enumerate(plays):
+            track_id = play["track_id"]
+            rows[partition_for(track_id.encode(), count)].append(
+                [
+                    offset << 20 | index,
+                    track_id,
+                    millis(play["played_at"]),
+                    sketch.listener_hash(play["user_id"]),
+                    play["skipped"],
+                ]
+            )
+    for partition, part in rows.items():
+        await send_rows(pipeline, target, source, part, partition)
 
 
-def contributions(play: dict[str, Any], track: dict[str, Any] | None) -> list[tuple[str, Any]]:
+async def send_rows(
+    pipeline: Pipeline, topic: str, origin: int, rows: list[list[Any]], partition: int
+) -> None:
+    """``rows`` as ``[origin, rows]`` messages to ``partition`` of ``topic``, in order,
+    each small enough for one producer batch."""
+    limit = pipeline.settings.producer_max_batch_bytes // 2
+    key = str(origin).encode()
+    pending = [rows[i : i + _ROWS] for i in range(0, len(rows), _ROWS)]
+    while pending:
+        part = pending.pop(0)
+        value = json.dumps([origin, part], separators=(",", ":")).encode()
+        if len(value) > limit and len(part) > 1:
+            half = len(part) // 2
+            pending[:0] = [part[:half], part[half:]]
+            continue
+        await pipeline.send(topic, key, value, partition)
+
+
+def rows_of(message: Message, shape: Sequence[set[type]]) -> tuple[int, list[list[Any]]]:
+    """The origin and rows of a repartition message; ValueError when it is not one
+    (``shape``: the types each field of a row may have). Checked a column at a time."""
+    try:
+        origin, rows = json.loads(message.value)
+        columns = list(zip(*rows, strict=True)) if isinstance(rows, list) else None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not [origin, rows]: {exc}") from None
+    if not isinstance(origin, int) or columns is None:
+        raise ValueError("not [origin, rows]")
+    if rows and (
+        len(columns) != len(shape)
+        or set(map(type, rows)) != {list}
+        or not all(set(map(type, c)) <= types for c, types in zip(columns, shape, strict=True))
+    ):
+        raise ValueError(f"rows are not {len(shape)} fields of the expected types")
+    return origin, rows
+
+
+def contributions(track_id: str, track: dict[str, Any] | None) -> list[tuple[str, Any]]:
     """(``entity_type:entity_id``, popularity snapshot) for every entity a play counts for."""
     if track is None:
-        return [(f"track:{play['track_id']}", None)]
+        return [(f"track:{track_id}", None)]
     out = [(f"track:{track['track_id']}", track["popularity"])]
     if track.get("artist_id"):
         out.append((f"artist:{track['artist_id']}", track["artist_popularity"]))
@@ -75,30 +132,48 @@ def contributions(play: dict[str, Any], track: dict[str, Any] | None) -> list[tu
 async def attribute_plays(
     pipeline: Pipeline, enriched: PartitionedTable, messages: Iterable[Message]
 ) -> None:
-    """Step 2: one contribution per entity of each play, keyed by entity."""
+    """Step 2: each play's rows for the entities it counts for, one message per
+    (input partition, target partition)."""
     track_codec = codec_for("EnrichedTrack")
     target = pipeline.internal(topics.CONTRIBUTIONS)
+    count = pipeline.sender.partitions[target]
+    stats = pipeline.stats
     # a track's entities, once per batch: a batch holds many plays of each popular track
-    entities: dict[tuple[int, str], list[tuple[str, Any]] | None] = {}
+    entities: dict[tuple[int, str], list[tuple[str, Any, int]] | None] = {}
+    out: defaultdict[tuple[int, int], list[list[Any]]] = defaultdict(list)
     for message in messages:
         partition = message.partition
-        _, _, origin = (message.key or b"").partition(_SEP)
-        source, seq = _ORIGIN.unpack(origin) if len(origin) == _ORIGIN.size else (-1, -1)
-        for play in pipeline.records(message, "Play", "track_id"):
-            slot = (partition, play["track_id"])
-            if slot not in entities:
-                raw = enriched.get(partition, play["track_id"].encode())
-                entities[slot] = contributions(play, track_codec.decode(raw)) if raw else None
-            counted = entities[slot]
+        try:
+            source, plays = rows_of(message, _PLAY)
+        except ValueError as exc:
+            stats.consumed(message.topic, partition, message.offset, 0)
+            pipeline.dead_letter(message, Reason.UNDECODABLE, f"bad plays-by-track: {exc}")
+            continue
+        stats.consumed(message.topic, partition, message.offset, len(plays))
+        for seq, track_id, played_at, listener, skipped in plays:
+            slot = (partition, track_id)
+            counted = entities.get(slot, False)
+            if counted is False:
+                raw = enriched.get(partition, track_id.encode())
+                counted = entities[slot] = (
+                    [
+                        (key, popularity, partition_for(key.encode(), count))
+                        for key, popularity in contributions(track_id, track_codec.decode(raw))
+                    ]
+                    if raw
+                    else None
+                )
             if counted is None:
-                pipeline.stats.events["plays_of_unknown_tracks"] += 1
-                counted = contributions(play, None)
-            value = [millis(play["played_at"]), play["user_id"], play["skipped"]]
-            # a play's contributions in order, after it: two may reach one partition
-            for j, (key, popularity) in enumerate(counted):
-                order = seq << 16 | j if seq >= 0 else -1
-                contribution = [*value, popularity, f"{partition}:{source}", order]
-                await pipeline.send(target, key.encode(), json.dumps(contribution).encode())
+                stats.events["plays_of_unknown_tracks"] += 1
+                key = f"track:{track_id}"
+                counted = [(key, None, partition_for(key.encode(), count))]
+            # a play's rows in order, after it: two may reach one partition
+            for j, (key, popularity, to) in enumerate(counted):
+                out[partition, to].append(
+                    [key, played_at, listener, skipped, popularity, source, seq << 16 | j]
+                )
+    for (partition, to), rows in out.items():
+        await send_rows(pipeline, target, partition, rows, to)
 
 
 class PopularityWindows:
@@ -125,40 +200,55 @@ class PopularityWindows:
 
     async def handle(self, messages: Iterable[Message]) -> None:
         stats = self.pipeline.stats
-        touched: dict[tuple[int, bytes], Aggregate] = {}
+        pane_ms = self.pane_ms
+        # per (partition, entity, pane): its new plays (listener, skipped, popularity)
+        counts: dict[tuple[int, str, int], list[tuple[int, bool, Any]]] = {}
         changed: set[int] = set()
         for message in messages:
             partition = message.partition
-            stats.consumed(message.topic, partition, message.offset)
             clock = self._clock(partition)
             if message.offset < clock.next_offset:  # replayed: the state holds it
+                stats.consumed(message.topic, partition, message.offset, 0)
                 continue
             clock.next_offset = message.offset + 1
             changed.add(partition)
             try:
-                played_at, user, skipped, popularity, origin, seq = json.loads(message.value)
-                entity = message.key.decode()
-            except (ValueError, TypeError, AttributeError) as exc:
-                self.pipeline.dead_letter(message, Reason.UNDECODABLE, f"bad contribution: {exc}")
+                attributed, rows = rows_of(message, _CONTRIBUTION)
+            except ValueError as exc:
+                stats.consumed(message.topic, partition, message.offset, 0)
+                self.pipeline.dead_letter(message, Reason.UNDECODABLE, f"bad contributions: {exc}")
                 continue
-            if not clock.first_time(origin, seq):
-                stats.events["replayed_contributions"] += 1
-                continue
-            if not clock.accepts(played_at):
-                stats.events["late_contributions"] += 1
-                continue
-            pane = played_at - played_at % self.pane_ms
-            slot = (partition, f"{entity}|{pane}".encode())
-            aggregate = touched.get(slot)
-            if aggregate is None:
-                raw = self.panes.get(*slot)
-                aggregate = touched[slot] = Aggregate.loads(raw) if raw else Aggregate()
-            aggregate.add(sketch.listener_hash(user), bool(skipped), popularity)
-            self.by_pane[partition][pane].add(entity)
-        for (partition, key), aggregate in touched.items():
-            await self.panes.put(partition, key, aggregate.dumps())
+            stats.consumed(message.topic, partition, message.offset, len(rows))
+            origins: dict[int, str] = {}
+            for entity, played_at, listener, skipped, popularity, source, order in rows:
+                origin = origins.get(source)
+                if origin is None:
+                    origin = origins[source] = f"{attributed}:{source}"
+                if not clock.first_time(origin, order):
+                    stats.events["replayed_contributions"] += 1
+                    continue
+                if not clock.accepts(played_at):
+                    stats.events["late_contributions"] += 1
+                    continue
+                slot = (partition, entity, played_at - played_at % pane_ms)
+                plays = counts.get(slot)
+                if plays is None:
+                    plays = counts[slot] = []
+                plays.append((listener, skipped, popularity))
+        by_partition: defaultdict[int, list[tuple[str, int, list[Any]]]] = defaultdict(list)
+        for (partition, entity, pane), plays in counts.items():
+            by_partition[partition].append((entity, pane, plays))
         for partition in sorted(changed):
-            await self.close_windows(partition)
+            with self.panes.batch(partition):
+                for entity, pane, plays in by_partition[partition]:
+                    key = f"{entity}|{pane}".encode()
+                    raw = self.panes.get(partition, key)
+                    aggregate = Aggregate.of(plays)
+                    if raw:
+                        aggregate = Aggregate.combined([Aggregate.loads(raw), aggregate])
+                    await self.panes.put(partition, key, aggregate.dumps())
+                    self.by_pane[partition][pane].add(entity)
+                await self.close_windows(partition)
 
     def _clock(self, partition: int) -> WindowClock:
         """The partition's clock and pane index, read from the table on first use."""
@@ -188,15 +278,13 @@ class PopularityWindows:
 
     async def _emit(self, partition: int, spec: WindowSpec, start: int, end: int) -> None:
         index = self.by_pane[partition]
-        entities: set[str] = set()
+        panes: defaultdict[str, list[bytes]] = defaultdict(list)  # entity -> its panes' keys
         for pane in range(start, end, self.pane_ms):
-            entities |= index.get(pane, set())
-        for entity in sorted(entities):
-            total = Aggregate()
-            for pane in range(start, end, self.pane_ms):
-                raw = self.panes.get(partition, f"{entity}|{pane}".encode())
-                if raw:
-                    total.merge(Aggregate.loads(raw))
+            for entity in index.get(pane, ()):
+                panes[entity].append(f"{entity}|{pane}".encode())
+        for entity in sorted(panes):
+            found = self.panes.get_many(partition, panes[entity])
+            total = Aggregate.combined(Aggregate.loads(raw) for raw in found if raw)
             entity_type, entity_id = entity.split(":", 1)
             record = {
                 "entity_type": entity_type,

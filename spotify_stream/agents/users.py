@@ -29,16 +29,14 @@ class PlaysAgent:
         self.recent = recent
 
     async def handle(self, messages: list[Message]) -> None:
-        by_partition: dict[int, list[dict[str, Any]]] = {}
+        by_partition: dict[int, list[tuple[int, list[dict[str, Any]]]]] = {}
         for message in messages:
             plays = self.pipeline.records(message, "Play", "user_id")
-            await popularity.repartition_plays(
-                self.pipeline, message.partition, message.offset, plays
-            )
-            by_partition.setdefault(message.partition, []).extend(plays)
-        for partition, plays in by_partition.items():
+            by_partition.setdefault(message.partition, []).append((message.offset, plays))
+        for partition, read in by_partition.items():
+            await popularity.repartition_plays(self.pipeline, partition, read)
             with self.recent.table.batch(partition):
-                await self.recent.remember(partition, plays)
+                await self.recent.remember(partition, (p for _, plays in read for p in plays))
 
 
 class RecentPlays:
@@ -52,7 +50,7 @@ class RecentPlays:
             by_user.setdefault(play["user_id"], []).append(play)
         for user_id, new in by_user.items():
             key = user_id.encode()
-            recent = {p.track_id: p.skipped for p in _decode(self.table.get(partition, key))}
+            recent = dict(json.loads(self.table.get(partition, key) or b"[]"))
             for play in sorted(new, key=lambda p: p["played_at"]):
                 recent.pop(play["track_id"], None)  # to the end: dicts keep insertion order
                 recent[play["track_id"]] = play["skipped"]

@@ -109,7 +109,7 @@ class WorkerProcess:
             return False
         for name in (topics.PLAYS_BY_TRACK, topics.CONTRIBUTIONS):
             internal = flow.get(topics.internal(self.settings.app_id, name), {})
-            if internal.get("records_in", 0) < internal.get("messages_out", 1):
+            if internal.get("messages_in", 0) < internal.get("messages_out", 1):
                 return False
         return True
 

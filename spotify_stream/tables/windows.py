@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from spotify_stream.errors import UsageError
@@ -94,6 +94,8 @@ class WindowClock:
     emitted: int | None = None
     next_offset: int = 0
     seen: dict[str, int] = field(default_factory=dict)
+    #: ``closed`` as of ``latest``: (latest, closed), asked once per record
+    _closed: tuple[int | None, int | None] = field(default=(None, None), compare=False, repr=False)
 
     def first_time(self, origin: str, seq: int) -> bool:
         """Whether the record ``seq`` of ``origin`` is new (a negative ``seq``: unknown,
@@ -110,8 +112,12 @@ class WindowClock:
         """End of the last closed window; None before the first record."""
         if self.latest is None:
             return None
-        watermark = self.latest - self.grace_ms
-        return max(spec.last_end(watermark) for spec in self.specs)
+        known, closed = self._closed
+        if known != self.latest:
+            watermark = self.latest - self.grace_ms
+            closed = max(spec.last_end(watermark) for spec in self.specs)
+            self._closed = (self.latest, closed)
+        return closed
 
     def accepts(self, event_ms: int) -> bool:
         """Whether a record of ``event_ms`` may still count (it is not late); if so,
@@ -154,20 +160,29 @@ class Aggregate:
     popularity_count: int = 0
     listeners: list[int] = field(default_factory=list)  # KMV sketch
 
-    def add(self, listener: int, skipped: bool, popularity: float | None) -> None:
-        self.plays += 1
-        self.skips += skipped
-        if popularity is not None:
-            self.popularity_sum += popularity
-            self.popularity_count += 1
-        self.listeners = sketch.merge(self.listeners, [listener])
+    @classmethod
+    def of(cls, plays: Sequence[tuple[int, bool, float | None]]) -> Aggregate:
+        """The aggregate of (listener hash, skipped, popularity) plays."""
+        rated = [popularity for _, _, popularity in plays if popularity is not None]
+        return cls(
+            len(plays),
+            sum(skipped for _, skipped, _ in plays),
+            float(sum(rated)),
+            len(rated),
+            sketch.merge([listener for listener, _, _ in plays]),
+        )
 
-    def merge(self, other: Aggregate) -> None:
-        self.plays += other.plays
-        self.skips += other.skips
-        self.popularity_sum += other.popularity_sum
-        self.popularity_count += other.popularity_count
-        self.listeners = sketch.merge(self.listeners, other.listeners)
+    @classmethod
+    def combined(cls, aggregates: Iterable[Aggregate]) -> Aggregate:
+        """One aggregate of many (panes into a window, new plays into a pane)."""
+        parts = list(aggregates)
+        return cls(
+            sum(a.plays for a in parts),
+            sum(a.skips for a in parts),
+            sum(a.popularity_sum for a in parts),
+            sum(a.popularity_count for a in parts),
+            sketch.merge(*(a.listeners for a in parts)),
+        )
 
     def summary(self) -> dict[str, float | int | None]:
         return {

@@ -113,15 +113,22 @@ def windows_emitted(settings, expected: dict) -> dict[tuple, dict]:
 
 def contributed(worker, settings) -> int:
     contributions = topics.internal(settings.app_id, topics.CONTRIBUTIONS)
-    return worker.topic_stats(contributions).get("messages_in", 0)
+    return worker.topic_stats(contributions).get("records_in", 0)
 
 
 def contributions_sent(settings) -> int:
     """Distinct contributions in their topic (a replay after a crash sends some again):
-    what is there is read, per partition, before what is sent next."""
+    what is there is read, per partition, before what is sent next. A row is
+    ``[entity, ..., source, order]`` in a message ``[attribution partition, rows]``."""
     contributions = topics.internal(settings.app_id, topics.CONTRIBUTIONS)
     messages = asyncio.run(consume_all(settings, contributions))
-    return len({(m.key, *json.loads(m.value)[-2:]) for m in messages})
+    return len(
+        {
+            (row[0], origin, *row[-2:])
+            for origin, rows in (json.loads(m.value) for m in messages)
+            for row in rows
+        }
+    )
 
 
 def test_closed_windows_equal_hand_computed_values(fresh_settings, tmp_path):

@@ -122,19 +122,23 @@ def test_specs_and_panes_from_settings():
 
 
 def test_aggregates_merge_like_one_aggregate():
-    plays = [(f"u{i % 7}", i % 3 == 0, float(i)) for i in range(30)]
-    whole, a, b = Aggregate(), Aggregate(), Aggregate()
-    for n, (user, skipped, pop) in enumerate(plays):
-        whole.add(sketch.listener_hash(user), skipped, pop)
-        (a if n < 11 else b).add(sketch.listener_hash(user), skipped, pop)
-    a.merge(b)
-    assert a == whole
+    users = [f"u{i % 7}" for i in range(30)]
+    plays = [
+        (sketch.listener_hash(user), i % 3 == 0, None if i % 10 == 9 else float(i))
+        for i, user in enumerate(users)
+    ]
+    whole = Aggregate.of(plays)
+    parts = [Aggregate.of(plays[:11]), Aggregate.of(plays[11:20]), Aggregate.of(plays[20:])]
+    assert Aggregate.combined(parts) == whole
+    assert Aggregate.combined([Aggregate.combined(parts[:2]), parts[2]]) == whole
+    assert Aggregate.combined([]) == Aggregate()
     assert Aggregate.loads(whole.dumps()) == whole
+    rated = [i for i in range(30) if i % 10 != 9]
     assert whole.summary() == {
         "plays": 30,
         "unique_listeners": 7,
         "skip_rate": 10 / 30,
-        "mean_popularity": sum(range(30)) / 30,
+        "mean_popularity": sum(rated) / len(rated),
     }
     assert Aggregate().summary()["mean_popularity"] is None
 
