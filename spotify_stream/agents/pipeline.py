@@ -167,25 +167,39 @@ class Pipeline:
         """``encoded_records`` (as written) of many messages of one topic partition, in
         order: messages of one record each, of one schema, are decoded as one block
         (``models.block``)."""
+        return [
+            found
+            for _, records in self.encoded_records_by_message(messages, expected, key_field, fields)
+            for found in records
+        ]
+
+    def encoded_records_by_message(
+        self,
+        messages: Sequence[Message],
+        expected: str,
+        key_field: str,
+        fields: Sequence[str] | None = None,
+    ) -> list[tuple[Message, list[tuple[Record, bytes]]]]:
+        """``encoded_records_of``, each message with its valid records."""
         values = [message.value or b"" for message in messages]
         block = single_records_in(values, fields) if messages else None
         if block is None:
             return [
-                found
+                (message, self.encoded_records(message, expected, key_field, True, fields))
                 for message in messages
-                for found in self.encoded_records(message, expected, key_field, True, fields)
             ]
         rules = self.rules(messages[0].topic, expected, key_field)
         consumed = self.stats.consumed
-        good = []
+        out = []
         for message, (name, record, encoded) in zip(messages, block, strict=True):
             consumed(message.topic, message.partition, message.offset)
             problem = rules.broken(name, record, message.partition, message.timestamp)
             if problem is None:
-                good.append((record, encoded))
+                out.append((message, [(record, encoded)]))
             else:
                 self.dead_letter(message, *problem)
-        return good
+                out.append((message, []))
+        return out
 
     def rules(self, topic: str, record: str, key_field: str) -> Rules:
         """The rules of records of type ``record`` keyed by ``key_field`` on ``topic``."""

@@ -19,6 +19,9 @@ from spotify_stream.agents.pipeline import Message, Pipeline
 from spotify_stream.faust_ext.partitioned import PartitionedTable
 from spotify_stream.ml.recommend import Played
 
+#: What the plays agent reads of a play (as written: ``played_at`` in ms).
+_FIELDS = ("user_id", "track_id", "played_at", "skipped")
+
 
 class PlaysAgent:
     """Each play on to the popularity windows (repartitioned by track, with its
@@ -29,11 +32,16 @@ class PlaysAgent:
         self.recent = recent
 
     async def handle(self, messages: list[Message]) -> None:
-        by_partition: dict[int, list[tuple[int, list[dict[str, Any]]]]] = {}
+        by_partition: dict[int, list[Message]] = {}
         for message in messages:
-            plays = self.pipeline.records(message, "Play", "user_id")
-            by_partition.setdefault(message.partition, []).append((message.offset, plays))
-        for partition, read in by_partition.items():
+            by_partition.setdefault(message.partition, []).append(message)
+        for partition, run in by_partition.items():
+            read = [
+                (message.offset, [play for play, _ in plays])
+                for message, plays in self.pipeline.encoded_records_by_message(
+                    run, "Play", "user_id", _FIELDS
+                )
+            ]
             await popularity.repartition_plays(self.pipeline, partition, read)
             with self.recent.table.batch(partition):
                 await self.recent.remember(partition, (p for _, plays in read for p in plays))
@@ -48,9 +56,10 @@ class RecentPlays:
         by_user: dict[str, list[dict[str, Any]]] = {}
         for play in plays:
             by_user.setdefault(play["user_id"], []).append(play)
-        for user_id, new in by_user.items():
-            key = user_id.encode()
-            recent = dict(json.loads(self.table.get(partition, key) or b"[]"))
+        keys = [user_id.encode() for user_id in by_user]
+        stored = self.table.get_many(partition, keys)
+        for key, new, value in zip(keys, by_user.values(), stored, strict=True):
+            recent = dict(json.loads(value or b"[]"))
             for play in sorted(new, key=lambda p: p["played_at"]):
                 recent.pop(play["track_id"], None)  # to the end: dicts keep insertion order
                 recent[play["track_id"]] = play["skipped"]
