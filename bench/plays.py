@@ -46,7 +46,11 @@ from spotify_stream.ingest.generator import generate
 from spotify_stream.ingest.plays import PlaySimulator, load_catalog
 from spotify_stream.ingest.producer import produce
 
-STEP_MS = 500  # event time between plays: 200,000 plays span 28 hours
+STEP_MS = 500
+REPARTITIONS = (
+    topics.PLAYS_BY_TRACK,
+    topics.CONTRIBUTIONS,
+)  # event time between plays: 200,000 plays span 28 hours
 
 
 def drained(workers: list[WorkerProcess], plays: int, app_id: str) -> bool:
@@ -59,7 +63,7 @@ def drained(workers: list[WorkerProcess], plays: int, app_id: str) -> bool:
 
     if total(topics.PLAYS.name, "records_in") < plays:
         return False
-    for name in (topics.PLAYS_BY_TRACK, topics.CONTRIBUTIONS):
+    for name in REPARTITIONS:
         internal = topics.internal(app_id, name)
         if total(internal, "messages_in") < max(total(internal, "messages_out"), 1):
             return False
@@ -114,6 +118,10 @@ def run(
             figures["worker"] = plays / figures["seconds"]
             figures |= cpu.stop()
             figures["worker_rss_mb"] = peak_rss_mb(group[0].process.pid)
+            internal = [topics.internal(settings.app_id, n) for n in REPARTITIONS]
+            figures["internal_messages"] = sum(
+                w.topic_stats(topic).get("messages_out", 0) for w in group for topic in internal
+            )
         if with_peer:
             timed = peer(settings, workdir, "plays", plays, lake=True)
             figures["peer"] = plays / (timed["landed_at"] - timed["first_at"])
@@ -156,7 +164,8 @@ def main() -> None:
     print(
         f"\n{args.plays:,} plays of {args.users:,} users over {args.tracks:,} tracks, one per "
         f"message, 8 partitions, {args.workers} worker process(es), embedded broker, "
-        f"median of {args.repeat}: every play drained in {m['seconds']:.1f} s\n"
+        f"median of {args.repeat}: every play drained in {m['seconds']:.1f} s; "
+        f"{m['internal_messages']:,.0f} messages through the two repartitions\n"
     )
     print(
         "| raw consume + decode (plays/s) | worker: windows, user state, lake (plays/s) "
