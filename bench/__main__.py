@@ -5,7 +5,7 @@ import sys
 
 if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
     print(
-        "usage: python -m bench produce|pipeline|plays|recovery|recommend|query|dashboard|memory"
+        "usage: python -m bench produce|pipeline|plays|recovery|recommend|query|dashboard|memory|iceberg"
         " [options]"
         "  (--help after the name)"
     )
