@@ -13,9 +13,12 @@ stores them). Three parts, each checked by reading the table back:
    into place by ``FileStorage``) against one Iceberg append to a table in a
    SQL catalog over SQLite with a file warehouse, partitioned by day, its
    Kafka offsets in the snapshot's summary. Medians of ``--commits``.
-2. **History**: ``--history`` appends of 300 rows in a row; the median of the
-   first and the last 20, and the size of the last metadata file (every
-   commit writes the whole snapshot list again until snapshots are expired).
+2. **History**: ``--history`` appends of 300 rows in a row, with pyiceberg's
+   default (a new manifest per commit) and with manifests merged
+   (``commit.manifest-merge.enabled``), and merged with snapshots expired
+   every 50 commits; the median of the first and the last 20, and the size of
+   the last metadata file (every commit writes the whole snapshot list again
+   until snapshots are expired).
 3. **Concurrency**: ``--writers`` processes each append ``--each`` flushes of
    1,000 rows to one table (pyiceberg reloads it and tries again when
    another's commit won): commits per second in all, those retries, and every
@@ -75,12 +78,14 @@ def catalog(root: Path):
     )
 
 
-def create_table(root: Path, name: str):
+def create_table(root: Path, name: str, properties: dict[str, str] | None = None):
     from pyiceberg.transforms import DayTransform
 
     lake = catalog(root)
     lake.create_namespace_if_not_exists("spotify")
-    table = lake.create_table(f"spotify.{name}", schema=iceberg_schema())
+    table = lake.create_table(
+        f"spotify.{name}", schema=iceberg_schema(), properties=properties or {}
+    )
     with table.update_spec() as spec:
         spec.add_field("played_at", DayTransform(), "played_at_day")
     return table
@@ -126,8 +131,12 @@ def a_flush(root: Path, sizes: list[int], commits: int) -> list[tuple[int, float
     return out
 
 
-def history(root: Path, commits: int) -> tuple[float, float, int]:
-    table = create_table(root, "plays_history")
+def history(root: Path, commits: int, merge: bool, expire: int) -> tuple[float, float, int]:
+    """Median ms of the first and last 20 of ``commits`` appends, and the last metadata
+    file's size; ``merge``: manifests merged; ``expire``: every that many commits,
+    snapshots older than now expired (0: never)."""
+    properties = {"commit.manifest-merge.enabled": "true"} if merge else {}
+    table = create_table(root, f"plays_history_{merge}_{expire}", properties)
     took, flushes = [], []
     rows = plays(300, 0)
     for n in range(commits):
@@ -135,7 +144,14 @@ def history(root: Path, commits: int) -> tuple[float, float, int]:
         started = time.perf_counter()
         append(table, rows, flushes[-1])
         took.append(time.perf_counter() - started)
-    check(table, 300 * commits, flushes)
+        if expire and n % expire == expire - 1:
+            now = dt.datetime.now(dt.UTC)
+            table.maintenance.expire_snapshots().older_than(now).commit()
+    table.refresh()
+    if table.scan().to_arrow().num_rows != 300 * commits:
+        raise SystemExit(f"error: {table.name()} does not hold the {300 * commits:,} rows")
+    if not expire:
+        check(table, 300 * commits, flushes)
     metadata = Path(table.metadata_location.removeprefix("file://")).stat().st_size
     return median_ms(took[:20]), median_ms(took[-20:]), metadata
 
@@ -201,7 +217,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         flushes = a_flush(root, sizes, args.commits)
-        first, last, metadata = history(root, args.history)
+        histories = {
+            variant: history(root, args.history, *variant)
+            for variant in ((False, 0), (True, 0), (True, 50))
+        }
         rate, retries = concurrency(root, args.writers, args.each)
     print(
         f"\nplays, a SQL catalog over SQLite and a file warehouse, partitioned by day; "
@@ -216,10 +235,16 @@ def main() -> None:
         print(
             f"| {size:,} | {hive:.1f} | {iceberg:.1f} | {iceberg / hive:.2f} | {1000 / iceberg:.0f} |"
         )
-    print(
-        f"\nhistory: {args.history} appends of 300 rows, median of the first 20 {first:.1f} ms, "
-        f"of the last 20 {last:.1f} ms; the last metadata file {metadata / 1024:,.0f} KiB"
-    )
+    print(f"\nhistory: {args.history} appends of 300 rows in a row\n")
+    print("| manifests | snapshots expired | first 20 (ms) | last 20 (ms) | last metadata (KiB) |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for (merge, expire), (first, last, metadata) in histories.items():
+        print(
+            f"| {'merged' if merge else 'one per commit'} "
+            f"| {f'every {expire} commits' if expire else 'never'} "
+            f"| {first:.1f} | {last:.1f} | {metadata / 1024:,.0f} |"
+        )
+    print()
     print(
         f"concurrency: {args.writers} writers x {args.each} flushes of 1,000 rows on one table: "
         f"{rate:.1f} commits/s in all, {retries} retried after a conflict; "
