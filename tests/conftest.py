@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,9 +13,12 @@ import pytest
 
 from spotify_stream import topics
 from spotify_stream.embedded import EmbeddedBroker, free_port
-from spotify_stream.ingest.generator import generate
+from spotify_stream.ingest.generator import ANOMALY_MANIFEST, generate
+from spotify_stream.ingest.producer import produce
+from spotify_stream.ingest.sources import ALBUMS_FILE, FEATURES_FILE, TRACKS_FILE
 from spotify_stream.kafka import PartitionedSender, ensure_topics, read_topic, start_producer
 from spotify_stream.models import codec_for
+from spotify_stream.models.codec import record_name
 from spotify_stream.settings import Settings
 from spotify_stream.topics import ALL, Topic
 
@@ -46,6 +52,75 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("generated")
     generate(out, GENERATED_TRACKS, seed=7, anomalies=0.02)
     return out
+
+
+def csv_rows(lines: list[bytes]) -> Iterator[tuple[list[str], list[bytes]]]:
+    """Each row of a CSV file as the csv module reads it (a field may hold a line break),
+    with its lines as written."""
+    read = 0
+
+    def counted() -> Iterator[str]:
+        nonlocal read
+        for line in lines:
+            read += 1
+            yield line.decode(errors="replace")
+
+    reader = csv.reader(counted())
+    while True:
+        start = read
+        row = next(reader, None)
+        if row is None:
+            return
+        yield row, lines[start:read]
+
+
+#: The column of each catalog file that names the track a row belongs to.
+TRACK_COLUMN = {TRACKS_FILE: "id", ALBUMS_FILE: "track_id", FEATURES_FILE: "id"}
+
+
+@pytest.fixture(scope="session")
+def generated_halves(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """``generated`` cut in two: the rows of the first half of its tracks (in every file),
+    then the rest. A track's rows stay together, as the producer assembles a track
+    from several files; rows keep their order and bytes, and the files their times."""
+    halves = [tmp_path_factory.mktemp("first-half"), tmp_path_factory.mktemp("second-half")]
+    tracks = [row for row, _ in csv_rows((generated / TRACKS_FILE).read_bytes().splitlines(True))]
+    first = {row[0] for row in tracks[1 : 1 + (len(tracks) - 1) // 2] if row}
+    for path in generated.glob("*.csv"):
+        if path.name == ANOMALY_MANIFEST:
+            continue
+        (header, head), *rows = csv_rows(path.read_bytes().splitlines(keepends=True))
+        column = [h.lstrip("\ufeff") for h in header].index(TRACK_COLUMN.get(path.name, "id"))
+        parts: list[list[bytes]] = [list(head), list(head)]
+        for n, (row, lines) in enumerate(rows):
+            if path.name in TRACK_COLUMN:  # by track; a row without one with the first half
+                second = len(row) > column and row[column] and row[column] not in first
+            else:  # artists: by position
+                second = n >= len(rows) // 2
+            parts[second] += lines
+        for half, part in zip(halves, parts, strict=True):
+            (half / path.name).write_bytes(b"".join(part))
+            shutil.copystat(path, half / path.name)  # the producer stamps albums with it
+    return halves
+
+
+#: Records per ``Batch`` message in the half produced in the bulk form.
+BATCH_RECORDS = 100
+
+
+def produce_both_forms(settings: Settings, halves: list[Path], rate: float | None = None) -> None:
+    """The first half as one record per message, the second as ``Batch`` messages: every
+    input topic of the catalog holds both forms the worker reads."""
+    asyncio.run(produce(settings, str(halves[0]), rate=rate))
+    batched = settings.model_copy(update={"input_batch_records": BATCH_RECORDS})
+    asyncio.run(produce(batched, str(halves[1]), rate=rate))
+
+
+def input_forms(settings: Settings, topic: Topic) -> dict[str, int]:
+    """How many messages of ``topic`` carry one record and how many a ``Batch``."""
+    messages = asyncio.run(consume_all(settings, topic.name))
+    batches = sum(record_name(m.value) == "Batch" for m in messages)
+    return {"one": len(messages) - batches, "Batch": batches}
 
 
 @pytest.fixture(scope="session")

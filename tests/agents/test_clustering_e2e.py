@@ -17,7 +17,7 @@ from spotify_stream.ml.clustering import FEATURES, ClusterModel
 from spotify_stream.models import codec_for
 from tests.agents.test_enrichment_e2e import enriched_by_key
 from tests.agents.test_workers_e2e import split
-from tests.conftest import GENERATED_TRACKS, consume_all
+from tests.conftest import GENERATED_TRACKS, consume_all, produce_both_forms
 
 pytestmark = pytest.mark.slow
 
@@ -80,14 +80,14 @@ def wait_settled(settings, workers: list[WorkerProcess], tracks: int) -> list[Cl
     return models
 
 
-def test_two_workers_label_with_the_same_versions(fresh_settings, generated, tmp_path):
+def test_two_workers_label_with_the_same_versions(fresh_settings, generated_halves, tmp_path):
     settings = fresh_settings.model_copy(update={"partitions": 4, **CLUSTERING})
     with (
         WorkerProcess(settings, tmp_path, "a") as a,
         WorkerProcess(settings, tmp_path, "b") as b,
     ):
         assert wait_for(lambda: split(a, b), 60)
-        asyncio.run(produce(settings, str(generated)))
+        produce_both_forms(settings, generated_halves)
         models = wait_settled(settings, [a, b], GENERATED_TRACKS)
         stats = [w.get("/pipeline/stats") for w in (a, b)]
 
@@ -115,13 +115,13 @@ def test_two_workers_label_with_the_same_versions(fresh_settings, generated, tmp
 
 
 def test_a_killed_trainer_resumes_from_the_last_published_version(
-    fresh_settings, generated, tmp_path
+    fresh_settings, generated_halves, tmp_path
 ):
     settings = fresh_settings.model_copy(update=CLUSTERING)
     more = tmp_path / "more"
     generate(more, 2000, seed=11, anomalies=0)
 
-    asyncio.run(produce(settings, str(generated)))
+    produce_both_forms(settings, generated_halves)
     first = WorkerProcess(settings, tmp_path, "first").start()
     assert wait_for(lambda: len(published(settings)) >= 2, 120)
     first.stop(signal.SIGKILL)

@@ -59,14 +59,14 @@ def logs(workers: list[WorkerProcess]) -> str:
     return "\n".join(f"--- {w.log.stem}\n{w.tail(15)}" for w in workers)
 
 
-def run(settings: Settings, generated, workdir, workers: int, kill: bool) -> float:
+def run(settings: Settings, generated, halves, workdir, workers: int, kill: bool) -> float:
     """Seconds from the first record produced to a lake equal to the input; checks the
     enriched tracks against the reference and that every offset was delivered."""
     started = [WorkerProcess(settings, workdir, f"w{i}").start() for i in range(workers)]
     try:
         assert wait_for(lambda: shared(started, settings.partitions), 90), logs(started)
         began = time.monotonic()
-        producing = produce_in_background(settings, generated, rate=1500)
+        producing = produce_in_background(settings, halves, rate=1500)
         assert wait_for(lambda: topic_records(settings, topics.TRACKS), 60)
         playing = simulate_in_background(settings, 20)
         alive = started
@@ -92,7 +92,9 @@ def run(settings: Settings, generated, workdir, workers: int, kill: bool) -> flo
             worker.stop()
 
 
-def test_two_of_three_workers_finish_the_work_of_a_killed_one(generated, tmp_path):
+def test_two_of_three_workers_finish_the_work_of_a_killed_one(
+    generated, generated_halves, tmp_path
+):
     seconds = {}
     for name, workers, kill in (("one worker", 1, False), ("three, one killed", 3, True)):
         with EmbeddedBroker() as broker:
@@ -102,6 +104,8 @@ def test_two_of_three_workers_finish_the_work_of_a_killed_one(generated, tmp_pat
                 partitions=6,
                 join_max_wait=120,  # no track expires while partitions move
             )
-            seconds[name] = run(settings, generated, tmp_path / name, workers, kill)
+            seconds[name] = run(
+                settings, generated, generated_halves, tmp_path / name, workers, kill
+            )
     print(f"lake equal to the input after: {seconds}")
     assert seconds["three, one killed"] <= 2 * seconds["one worker"], seconds

@@ -22,6 +22,7 @@ from spotify_stream import topics
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
 from spotify_stream.ingest.plays import run_simulation
 from tests.agents.test_workers_e2e import produce_in_background
+from tests.conftest import input_forms
 from tests.lake import all_enriched, differences, lake_settings, topic_records
 
 pytestmark = pytest.mark.slow
@@ -46,7 +47,7 @@ def lake_files(worker: WorkerProcess) -> int:
 
 @pytest.mark.parametrize("backend", ["file", "s3"])
 def test_sigkill_at_random_moments_neither_loses_nor_doubles_a_row(
-    backend, fresh_settings, generated, tmp_path, moto_endpoint, aws_env
+    backend, fresh_settings, generated_halves, tmp_path, moto_endpoint, aws_env
 ):
     seed = int(os.environ.get("LAKE_CRASH_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
@@ -60,7 +61,7 @@ def test_sigkill_at_random_moments_neither_loses_nor_doubles_a_row(
         flush_seconds=0.5,
         sink_max_rows=300,
     )
-    producing = produce_in_background(settings, generated, rate=1500)
+    producing = produce_in_background(settings, generated_halves, rate=1500)
     assert wait_for(lambda: topic_records(settings, topics.TRACKS), 60)
     playing = simulate_in_background(settings, 45)  # it samples the tracks produced so far
     kills = []
@@ -83,3 +84,4 @@ def test_sigkill_at_random_moments_neither_loses_nor_doubles_a_row(
     print(f"{rewrites} restarts found begun flushes to rewrite")
     assert settled, (seed, kills, differences(settings))
     assert all(s["failures"] == 0 for s in stats.values()), stats
+    assert all(input_forms(settings, topics.TRACKS).values())  # both forms were read

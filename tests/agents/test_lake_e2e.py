@@ -11,20 +11,19 @@ import pytest
 
 from spotify_stream.embedded.worker import WorkerProcess, settings_env, wait_for
 from spotify_stream.ingest.plays import run_simulation
-from spotify_stream.ingest.producer import produce
-from tests.conftest import cli_command
+from tests.conftest import cli_command, produce_both_forms
 from tests.lake import DATASETS, all_enriched, differences, lake_rows, lake_settings
 
 pytestmark = pytest.mark.slow
 
 
 def test_every_record_lands_in_s3_exactly_once(
-    fresh_settings, generated, tmp_path, moto_endpoint, aws_env
+    fresh_settings, generated_halves, tmp_path, moto_endpoint, aws_env
 ):
     settings = lake_settings(
         fresh_settings, "s3://e2e-lake/lake", moto_endpoint, join_max_wait=3, flush_seconds=1
     )
-    asyncio.run(produce(settings, str(generated)))
+    produce_both_forms(settings, generated_halves)
     with WorkerProcess(settings, tmp_path) as worker:
         sent = asyncio.run(
             run_simulation(settings, rate=500, users=50, duration=2, seed=3, stop=asyncio.Event())
@@ -52,14 +51,16 @@ def test_every_record_lands_in_s3_exactly_once(
     assert len(lake_rows(settings, "plays")) == sent > 0
 
 
-def test_the_sink_as_its_own_process_lands_every_record_once(fresh_settings, generated, tmp_path):
+def test_the_sink_as_its_own_process_lands_every_record_once(
+    fresh_settings, generated_halves, tmp_path
+):
     """A worker that only streams (SPOTIFY_STREAM_LAKE_SINK=false) and `spotify-stream
     sink` beside it, like a Kafka Connect task: the lake equals the topics; Ctrl-C
     writes what it holds and says what it landed."""
     settings = fresh_settings.model_copy(
         update={"lake": f"file://{tmp_path}/lake", "join_max_wait": 3, "flush_seconds": 1}
     )
-    asyncio.run(produce(settings, str(generated)))
+    produce_both_forms(settings, generated_halves)
     with WorkerProcess(settings.model_copy(update={"lake_sink": False}), tmp_path) as worker:
         sink = subprocess.Popen(
             [*cli_command(), "sink"],

@@ -17,7 +17,7 @@ from moto.server import ThreadedMotoServer
 from spotify_stream.embedded import free_port
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
 from spotify_stream.ingest.plays import run_simulation
-from spotify_stream.ingest.producer import produce
+from tests.conftest import produce_both_forms
 from tests.lake import differences, lake_settings
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ def rss_kib(pid: int) -> int:
 
 
 def test_an_s3_outage_pauses_the_sink_which_then_lands_everything_once(
-    fresh_settings, generated, tmp_path, aws_env
+    fresh_settings, generated_halves, tmp_path, aws_env
 ):
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -51,7 +51,7 @@ def test_an_s3_outage_pauses_the_sink_which_then_lands_everything_once(
         s3_max_attempts=2,
         connect_timeout=2,
     )
-    asyncio.run(produce(settings, str(generated)))
+    produce_both_forms(settings, generated_halves)
     try:
         with WorkerProcess(settings, tmp_path) as worker:
             playing = threading.Thread(

@@ -12,12 +12,11 @@ import pytest
 
 from spotify_stream import topics
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
-from spotify_stream.ingest.producer import produce
 from spotify_stream.ml.clustering import FEATURES, ClusterModel
 from tests.agents.test_clustering_e2e import CLUSTERING, published, wait_settled
 from tests.agents.test_enrichment_e2e import enriched_by_key
 from tests.agents.test_workers_e2e import split
-from tests.conftest import GENERATED_TRACKS, send_records
+from tests.conftest import GENERATED_TRACKS, produce_both_forms, send_records
 
 pytestmark = pytest.mark.slow
 
@@ -48,14 +47,14 @@ def vector(record: dict) -> np.ndarray:
     return np.array([record[f] for f in FEATURES], dtype=float)
 
 
-def test_recommendations_from_any_worker(fresh_settings, generated, tmp_path):
+def test_recommendations_from_any_worker(fresh_settings, generated_halves, tmp_path):
     settings = fresh_settings.model_copy(update={"partitions": 4, **CLUSTERING})
     with (
         WorkerProcess(settings, tmp_path, "a") as a,
         WorkerProcess(settings, tmp_path, "b") as b,
     ):
         assert wait_for(lambda: split(a, b), 60)
-        asyncio.run(produce(settings, str(generated)))
+        produce_both_forms(settings, generated_halves)
         models = wait_settled(settings, [a, b], GENERATED_TRACKS)
         latest = {k: v[-1] for k, v in enriched_by_key(settings).items()}
         complete = {k: r for k, r in latest.items() if all(r[f] is not None for f in FEATURES)}

@@ -8,8 +8,7 @@ import pytest
 
 from spotify_stream import topics
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
-from spotify_stream.ingest.producer import produce
-from tests.conftest import GENERATED_TRACKS, consume_all
+from tests.conftest import GENERATED_TRACKS, consume_all, produce_both_forms
 
 pytestmark = pytest.mark.slow
 
@@ -35,10 +34,10 @@ def settled(worker: WorkerProcess) -> dict | None:
 
 
 def test_a_restarted_worker_reads_only_the_changelog_tail_and_keeps_its_state(
-    fresh_settings, generated, tmp_path
+    fresh_settings, generated_halves, tmp_path
 ):
     settings = fresh_settings.model_copy(update={"join_max_wait": 3})
-    asyncio.run(produce(settings, str(generated)))
+    produce_both_forms(settings, generated_halves)
     with WorkerProcess(settings, tmp_path) as worker:
         first = wait_for(lambda: settled(worker), 120)
         assert first, worker.tail()
@@ -48,7 +47,7 @@ def test_a_restarted_worker_reads_only_the_changelog_tail_and_keeps_its_state(
     assert written >= 2 * GENERATED_TRACKS  # features and enriched, at least
 
     # The same state directory: each store holds the changelog offset its data covers.
-    asyncio.run(produce(settings, str(generated)))  # every record again
+    produce_both_forms(settings, generated_halves)  # every record again
     with WorkerProcess(settings, tmp_path) as worker:
         again = wait_for(lambda: settled(worker), 120)
         assert again, worker.tail()

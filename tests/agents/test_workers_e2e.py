@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import threading
 
@@ -10,9 +9,8 @@ import pytest
 
 from spotify_stream import topics
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
-from spotify_stream.ingest.producer import produce
 from tests.agents.test_enrichment_e2e import NOT_IN_REFERENCE, enriched_by_key, unclustered
-from tests.conftest import GENERATED_TRACKS
+from tests.conftest import GENERATED_TRACKS, input_forms, produce_both_forms
 from tests.reference import reference_enriched
 
 pytestmark = pytest.mark.slow
@@ -32,9 +30,10 @@ def assert_equals_reference(got: dict[str, list[dict]], expected: dict[str, dict
     return repeats
 
 
-def produce_in_background(settings, source, rate: int = 2500) -> threading.Thread:
+def produce_in_background(settings, halves, rate: int = 2500) -> threading.Thread:
+    """``produce_both_forms`` at ``rate`` records a second, in a thread."""
     thread = threading.Thread(
-        target=lambda: asyncio.run(produce(settings, str(source), rate=rate)), daemon=True
+        target=lambda: produce_both_forms(settings, halves, rate=rate), daemon=True
     )
     thread.start()
     return thread
@@ -45,13 +44,15 @@ def split(a: WorkerProcess, b: WorkerProcess) -> bool:
     return all(parts) and not parts[0] & parts[1] and parts[0] | parts[1] == {0, 1, 2, 3}
 
 
-def test_a_killed_worker_is_replaced_without_loss_or_change(fresh_settings, generated, tmp_path):
+def test_a_killed_worker_is_replaced_without_loss_or_change(
+    fresh_settings, generated, generated_halves, tmp_path
+):
     # The max wait is wall-clock time since a track arrived, restarts included: long
     # enough here that no track expires while the replacement joins the group.
     settings = fresh_settings.model_copy(update={"join_max_wait": 120})
     expected = reference_enriched(generated)
     # slow enough that the tracks come over seconds: the kill falls among them
-    producing = produce_in_background(settings, generated, rate=1000)
+    producing = produce_in_background(settings, generated_halves, rate=1000)
     first = WorkerProcess(settings, tmp_path, "first").start()
     consumed: list[int] = []
 
@@ -75,14 +76,17 @@ def test_a_killed_worker_is_replaced_without_loss_or_change(fresh_settings, gene
         f"{repeats} identical repeats after restart"
     )
     assert stats["pending_joins"] == 0
+    assert all(input_forms(settings, topics.TRACKS).values())
 
 
-def test_two_workers_split_partitions_and_match_one(fresh_settings, generated, tmp_path):
+def test_two_workers_split_partitions_and_match_one(
+    fresh_settings, generated, generated_halves, tmp_path
+):
     settings = fresh_settings.model_copy(update={"join_max_wait": 5})
     expected = reference_enriched(generated)
     with WorkerProcess(settings, tmp_path, "a") as a, WorkerProcess(settings, tmp_path, "b") as b:
         assert wait_for(lambda: split(a, b), 60), "the group never split the partitions"
-        asyncio.run(produce(settings, str(generated)))
+        produce_both_forms(settings, generated_halves)
         got = wait_for(lambda: len(e := enriched_by_key(settings)) == GENERATED_TRACKS and e, 120)
         stats = [w.get("/pipeline/stats") for w in (a, b)]
         # Either worker answers for any track: Faust routes to the partition's owner.
@@ -94,14 +98,16 @@ def test_two_workers_split_partitions_and_match_one(fresh_settings, generated, t
     assert all(records) and sum(records) == GENERATED_TRACKS
 
 
-def test_a_worker_joining_mid_stream_loses_nothing(fresh_settings, generated, tmp_path):
+def test_a_worker_joining_mid_stream_loses_nothing(
+    fresh_settings, generated, generated_halves, tmp_path
+):
     # The rebalance clears the first worker's queues while partitions are half read,
     # some of them never committed: each must be read again from where the group stood.
     settings = fresh_settings.model_copy(update={"join_max_wait": 120})
     expected = reference_enriched(generated)
     # slow enough that the second worker's start and the rebalance (10 s and more on a
     # busy machine) fall inside the run
-    producing = produce_in_background(settings, generated, rate=400)
+    producing = produce_in_background(settings, generated_halves, rate=400)
     with WorkerProcess(settings, tmp_path, "a") as a:
         assert wait_for(lambda: len(enriched_by_key(settings)) > 300, 60)
         with WorkerProcess(settings, tmp_path, "b") as b:
