@@ -51,6 +51,13 @@ class Settings(BaseSettings):
         None, description="Region of MSK IAM tokens and the secret (unset: the AWS chain's)"
     )
     lake: str = Field("file://./lake", description="Lake root: file://DIR or s3://bucket/prefix")
+    lake_format: Literal["hive", "iceberg"] = Field(
+        "hive",
+        description="How the lake holds each dataset: hive (Parquet objects in dt=/hr= "
+        "folders, named by their Kafka offsets) or iceberg (Apache Iceberg tables in a "
+        "SQLite catalog under <lake>/iceberg, their Kafka offsets in each snapshot; "
+        "file:// lakes only for now)",
+    )
     s3_endpoint: str | None = Field(None, description="Endpoint URL of an S3-compatible store")
     s3_sse: Literal["none", "AES256", "aws:kms"] = Field(
         "none", description="Server-side encryption of lake objects"

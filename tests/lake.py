@@ -1,4 +1,5 @@
-"""Reading a lake back independently of the sink: pyarrow on each object, file or S3."""
+"""Reading a lake back independently of the sink: pyarrow on each object, file or S3;
+an Iceberg table's current snapshot through pyiceberg's scan."""
 
 from __future__ import annotations
 
@@ -47,7 +48,14 @@ def lake_rows(settings: Settings, dataset: str) -> list[dict]:
 
 async def _lake_rows(settings: Settings, dataset: str) -> list[dict]:
     tables = []
-    if settings.lake.startswith("file://"):
+    if settings.lake_format == "iceberg":
+        from spotify_stream.sink.iceberg import catalog_of
+
+        catalog = catalog_of(settings)
+        if catalog.table_exists((settings.glue_database, dataset)):
+            table = catalog.load_table((settings.glue_database, dataset))
+            tables = [table.scan().to_arrow()]
+    elif settings.lake.startswith("file://"):
         root = Path(settings.lake.removeprefix("file://")) / "curated" / dataset
         tables = [pq.read_table(path) for path in sorted(root.rglob("*.parquet"))]
     else:

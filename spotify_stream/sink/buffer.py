@@ -45,6 +45,8 @@ class PartitionBuffer:
     partition: int
     limits: Limits
     replay: deque[tuple[int, int]] = field(default_factory=deque)
+    #: the lake holds every record before this offset (Iceberg: the table's offset)
+    landed: int = 0
     _items: list[bytes] = field(default_factory=list)
     _timestamps: list[int | None] = field(default_factory=list)
     _first: int | None = None

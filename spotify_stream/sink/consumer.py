@@ -61,9 +61,8 @@ from spotify_stream.models.wire import MAGIC
 from spotify_stream.settings import Settings
 from spotify_stream.sink.buffer import Flush, Limits, PartitionBuffer
 from spotify_stream.sink.datasets import DATASETS, Dataset
-from spotify_stream.sink.objects import CURATED, flushes_after
-from spotify_stream.sink.storage import StorageUnavailable, storage_for
-from spotify_stream.sink.writer import LakeWriter
+from spotify_stream.sink.storage import Storage, StorageUnavailable, storage_for
+from spotify_stream.sink.writer import LakeWriter, Written
 from spotify_stream.validation import Rules
 
 log = logging.getLogger(__name__)
@@ -83,6 +82,26 @@ class Outputs(Protocol):
 
     def rules(self, topic: str, record: str, key_field: str) -> Rules:
         """The rules the agents apply to records of type ``record`` on input ``topic``."""
+
+
+class Layout(Protocol):
+    """How the lake holds a dataset: ``writer.LakeWriter`` (the Hive layout, objects
+    named by their offsets) or ``iceberg.IcebergWriter`` (tables whose snapshots hold
+    the offsets)."""
+
+    storage: Storage
+    #: whether a write takes every flush taken (all partitions: one commit) or one
+    together: bool
+
+    async def recover(
+        self, dataset: Dataset, partition: int, committed: int, limits: Limits
+    ) -> PartitionBuffer:
+        """The buffer of a partition assigned at offset ``committed``."""
+
+    async def write_all(
+        self, flushes: list[Flush], dataset: Dataset, rules: Rules | None
+    ) -> Written:
+        """``flushes`` durable in the lake (``StorageUnavailable``: not now)."""
 
 
 class WriteGate:
@@ -127,7 +146,7 @@ class LakeSink:
     def __init__(
         self,
         outputs: Outputs,
-        writer: LakeWriter,
+        writer: Layout,
         dataset: Dataset,
         limits: Limits,
         gate: WriteGate,
@@ -140,10 +159,22 @@ class LakeSink:
         self.buffers: dict[int, PartitionBuffer] = {}
         self.pending: list[Flush] = []  # taken, not yet written (some being written)
         self._writing: dict[int, asyncio.Task[None]] = {}  # id(flush) -> its write
+        self._landed: dict[int, int] = {}  # partition -> offset the lake holds all before
         self._next: dict[int, int] = {}  # partition -> offset after the last message read
         self._header = MAGIC + codec_for(dataset.topic.record).fingerprint
         self.stats: dict[str, Any] = dict.fromkeys(
-            ("read", "files", "rows", "bytes", "flushes", "failures", "skipped", "rejected"), 0
+            (
+                "read",
+                "files",
+                "rows",
+                "bytes",
+                "flushes",
+                "failures",
+                "skipped",
+                "rejected",
+                "landed_before",
+            ),
+            0,
         ) | {
             "last_flush_at": None,
             "last_flush_seconds": None,
@@ -176,6 +207,7 @@ class LakeSink:
         for partition in partitions:
             self.buffers.pop(partition, None)
             self._next.pop(partition, None)
+            self._landed.pop(partition, None)
         self.pending = [f for f in self.pending if f.partition not in partitions]
 
     async def add(self, partition: int, messages: list[ConsumerRecord]) -> None:
@@ -185,9 +217,12 @@ class LakeSink:
         buffer = self.buffers.get(partition)
         if buffer is None:
             buffer = self.buffers[partition] = await self._recover(partition, messages[0].offset)
-        now, read = time.monotonic(), 0
+        now, read, landed = time.monotonic(), 0, self._landed.get(partition, 0)
         for message in messages:
             offset = message.offset
+            if offset < landed:  # a replay of what the lake holds (Iceberg: in the table)
+                self.stats["landed_before"] += 1
+                continue
             items = self._items(message.value or b"")
             if items and buffer.cut_before(offset):
                 self._flush(buffer, "replay")
@@ -246,20 +281,12 @@ class LakeSink:
         if not self.gate.ready():
             raise StorageDown
         try:
-            keys = await self.writer.storage.keys(f"{CURATED}/{self.dataset.name}/")
+            buffer = await self.writer.recover(self.dataset, partition, committed, self.limits)
         except StorageUnavailable as exc:  # the caller reads the message again later
-            self._failed(f"listing the objects of partition {partition}", exc)
+            self._failed(f"recovering partition {partition}", exc)
             raise StorageDown from None
-        ranges = flushes_after(keys, self.dataset.name, partition, committed)
-        if ranges:
-            log.info(
-                "%s[%d]: rewriting %d begun flush(es) from offset %d",
-                self.dataset.name,
-                partition,
-                len(ranges),
-                committed,
-            )
-        return PartitionBuffer.recovering(self.dataset.name, partition, self.limits, ranges)
+        self._landed[partition] = buffer.landed
+        return buffer
 
     def _flush(self, buffer: PartitionBuffer, reason: str) -> None:
         self.pending.append(buffer.take(reason))
@@ -267,47 +294,55 @@ class LakeSink:
 
     def _start_writes(self) -> None:
         """Start a write for every taken flush not being written (the gate decides how
-        many run at once); after a failure, none before the backoff has passed."""
+        many run at once), or, for a layout that writes flushes together, one write of
+        all of them once the last has landed; after a failure, none before the backoff
+        has passed."""
         if not self.gate.ready():
+            return
+        if self.writer.together:
+            if self.pending and not self._writing:
+                flushes = list(self.pending)
+                self._writing[id(flushes[0])] = asyncio.create_task(self._write(flushes))
             return
         for flush in self.pending:
             if id(flush) not in self._writing:
-                self._writing[id(flush)] = asyncio.create_task(self._write(flush))
+                self._writing[id(flush)] = asyncio.create_task(self._write([flush]))
 
-    async def _write(self, flush: Flush) -> None:
+    async def _write(self, flushes: list[Flush]) -> None:
         try:
             async with self.gate.slots:
                 if self.gate.ready():  # not if another write failed meanwhile
-                    await self._write_now(flush)
+                    await self._write_now(flushes)
         except Exception as exc:  # not storage: a bug, which retrying would only repeat
             log.exception("%s: writing a flush failed; stopping the worker", self.dataset.name)
             self.broken = exc
         finally:
-            del self._writing[id(flush)]
+            del self._writing[id(flushes[0])]
 
-    async def _write_now(self, flush: Flush) -> None:
+    async def _write_now(self, flushes: list[Flush]) -> None:
         started = time.monotonic()
         try:
-            written = await self.writer.write(
-                flush, self.dataset.topic.record, self.dataset.event_time, self._rules()
-            )
+            written = await self.writer.write_all(flushes, self.dataset, self._rules())
+            by_item = {id(item): f.partition for f in flushes for item in f.items}
             for item, reason in written.rejected:
-                self._dead_letter(flush.partition, item, reason)
+                self._dead_letter(by_item[id(item)], item, reason)
             if written.rejected:
                 await self.outputs.commit_point()  # dead letters durable before the offsets move
-        except StorageUnavailable as exc:  # keep the flush and its offsets, retry
-            what = f"writing offsets {flush.first}..{flush.last} of partition {flush.partition}"
-            self._failed(what, exc)
+        except StorageUnavailable as exc:  # keep the flushes and their offsets, retry
+            what = ", ".join(
+                f"offsets {f.first}..{f.last} of partition {f.partition}" for f in flushes
+            )
+            self._failed(f"writing {what}", exc)
             return
-        self.pending = [f for f in self.pending if f is not flush]
+        self.pending = [f for f in self.pending if all(f is not w for w in flushes)]
         self.gate.succeeded()
-        self.stats["files"] += len(written.keys)
+        self.stats["files"] += written.files
         self.stats["rows"] += written.rows
         self.stats["bytes"] += written.bytes
         self.stats["rejected"] += len(written.rejected)
         self.stats["skipped"] += written.skipped
-        self.stats["flushes"] += 1
-        self.stats["flushes_by_reason"][flush.reason] += 1
+        self.stats["flushes"] += len(flushes)
+        self.stats["flushes_by_reason"].update(f.reason for f in flushes)
         self.stats["last_flush_at"] = time.time()
         self.stats["last_flush_seconds"] = round(time.monotonic() - started, 3)
 
@@ -474,7 +509,13 @@ _COMMIT_SECONDS = 1.0
 
 def lake_consumer(settings: Settings, outputs: Outputs) -> LakeConsumer:
     """The sink of every dataset, writing to the lake of ``settings``."""
-    writer = LakeWriter(storage_for(settings), settings.parquet_row_group_rows)
+    writer: Layout
+    if settings.lake_format == "iceberg":
+        from spotify_stream.sink.iceberg import IcebergWriter  # pyiceberg, only for it
+
+        writer = IcebergWriter(settings, storage_for(settings))
+    else:
+        writer = LakeWriter(storage_for(settings), settings.parquet_row_group_rows)
     limits = Limits(settings.flush_seconds, settings.sink_max_rows, settings.sink_max_bytes)
     gate = WriteGate()
     sinks = {d.name: LakeSink(outputs, writer, d, limits, gate) for d in DATASETS}

@@ -328,6 +328,12 @@ def require_lake(settings: Settings) -> None:
     the user's mistake (a typo in SPOTIFY_STREAM_LAKE), not an empty lake; an s3://
     lake needs credentials before pyarrow's client tries the network."""
     lake = settings.lake
+    if settings.lake_format == "iceberg":
+        raise UsageError(
+            "this command reads the Hive layout; on Iceberg tables "
+            "(SPOTIFY_STREAM_LAKE_FORMAT=iceberg) it is not built yet: read them with "
+            "pyiceberg, or keep the Hive layout"
+        )
     if lake.startswith("s3://"):
         require_aws_credentials(lake)
     elif lake.startswith("file://"):

@@ -4,7 +4,11 @@ Records flow in while the worker is killed three times (at a random moment
 within 2 s of its sink's first flush each time) and restarted on the same state directory; small
 windows and row limits make the sink flush several times a second, so kills
 land between flushes, in a flush, and between a write and its commit. The
-seed is printed (and ``LAKE_CRASH_SEED`` replays it).
+seed is printed (and ``LAKE_CRASH_SEED`` replays it). In the Hive layout
+(file and S3) a restart rewrites the objects begun after the committed
+offset; on Iceberg tables (file warehouse, SQLite catalog) it skips what the
+table's snapshot says it holds, and after the clean stop that offset is the
+one the sink's group committed, partition by partition.
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ import threading
 import time
 
 import pytest
+from aiokafka import TopicPartition
 
 from spotify_stream import topics
 from spotify_stream.embedded.worker import WorkerProcess, wait_for
 from spotify_stream.ingest.plays import run_simulation
+from spotify_stream.kafka import start_offsets
 from tests.agents.test_workers_e2e import produce_in_background
 from tests.conftest import input_forms
-from tests.lake import all_enriched, differences, lake_settings, topic_records
+from tests.lake import DATASETS, all_enriched, differences, lake_settings, topic_records
 
 pytestmark = pytest.mark.slow
 
@@ -45,13 +51,13 @@ def lake_files(worker: WorkerProcess) -> int:
     return sum(s["files"] for s in worker.get("/pipeline/stats")["lake"].values())
 
 
-@pytest.mark.parametrize("backend", ["file", "s3"])
+@pytest.mark.parametrize("backend", ["file", "s3", "iceberg"])
 def test_sigkill_at_random_moments_neither_loses_nor_doubles_a_row(
     backend, fresh_settings, generated_halves, tmp_path, moto_endpoint, aws_env
 ):
     seed = int(os.environ.get("LAKE_CRASH_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
-    lake = f"file://{tmp_path}/lake" if backend == "file" else "s3://crash-lake/lake"
+    lake = "s3://crash-lake/lake" if backend == "s3" else f"file://{tmp_path}/lake"
     # join_max_wait: no track expires while a replacement starts up.
     settings = lake_settings(
         fresh_settings,
@@ -60,6 +66,7 @@ def test_sigkill_at_random_moments_neither_loses_nor_doubles_a_row(
         join_max_wait=120,
         flush_seconds=0.5,
         sink_max_rows=300,
+        lake_format="iceberg" if backend == "iceberg" else "hive",
     )
     producing = produce_in_background(settings, generated_halves, rate=1500)
     assert wait_for(lambda: topic_records(settings, topics.TRACKS), 60)
@@ -80,8 +87,39 @@ def test_sigkill_at_random_moments_neither_loses_nor_doubles_a_row(
         assert wait_for(lambda: all_enriched(settings, worker), 180)
         settled = wait_for(lambda: not differences(settings), 120, interval=2)
         stats = worker.get("/pipeline/stats")["lake"]
-    rewrites = (tmp_path / "worker.log").read_text().count("rewriting")
-    print(f"{rewrites} restarts found begun flushes to rewrite")
+    log = (tmp_path / "worker.log").read_text()
+    print(
+        f"{log.count('rewriting')} restarts found begun flushes to rewrite, "
+        f"{log.count('the table holds offsets')} partitions found rows past the commit"
+    )
     assert settled, (seed, kills, differences(settings))
     assert all(s["failures"] == 0 for s in stats.values()), stats
     assert all(input_forms(settings, topics.TRACKS).values())  # both forms were read
+    if backend == "iceberg":
+        assert table_offsets(settings) == committed_offsets(settings)
+
+
+def table_offsets(settings) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> next offset, as each table's current snapshot holds them."""
+    from spotify_stream.sink.iceberg import catalog_of, offsets_of
+
+    catalog = catalog_of(settings)
+    return {
+        (topic.name, partition): offset
+        for name, topic in DATASETS.items()
+        if catalog.table_exists((settings.glue_database, name))
+        for partition, offset in offsets_of(
+            catalog.load_table((settings.glue_database, name))
+        ).items()
+    }
+
+
+def committed_offsets(settings) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> where the sink's group resumes, for partitions that have records."""
+    partitions = [
+        TopicPartition(topic.name, p)
+        for topic in DATASETS.values()
+        for p in range(settings.partitions)
+    ]
+    start = asyncio.run(start_offsets(settings, f"{settings.app_id}-lake", partitions))
+    return {(tp.topic, tp.partition): offset for tp, offset in start.items() if offset}

@@ -1,0 +1,247 @@
+"""The lake as Apache Iceberg tables (``SPOTIFY_STREAM_LAKE_FORMAT=iceberg``).
+
+One table per dataset, partitioned by the day of its event time (hidden
+partitioning: queries filter on the column itself), in a SQL catalog over
+SQLite beside a file warehouse under ``<lake>/iceberg``.
+
+Exactly-once rests on the table, not on object names, as in Iceberg's Kafka
+Connect sink: a commit appends the rows of every flush the sink took for a
+dataset (all its partitions at once, so one commit per dataset and window,
+not per partition) and, in the same snapshot's summary, the offset each
+partition has reached (``spotify-stream.offsets``: ``{partition: next
+offset}``, cumulative, so the current snapshot alone says where every
+partition stands and expiring old snapshots loses nothing). A partition's
+buffer starts from the offset the table holds (``recover``): what a crash
+replays past it is already in the table and is dropped. Readers see a
+snapshot, never half a commit.
+
+Workers owning other partitions of a dataset commit to the same table.
+pyiceberg's own retry is off (``commit.retry.num-retries`` 0): it would
+commit the same offsets again over the winner's. A commit that loses the race
+reads the table again, merges its partitions' offsets into the winner's and
+tries again. Flushes the table already holds up to their end are not
+written again (a commit reported failed that landed, another owner's after
+a rebalance). A partition whose offset in the table moved otherwise since
+this sink last saw it was written by another owner meanwhile (a rebalance
+raced a commit): some rows would be there twice, so the write fails as a
+bug and the worker stops; its successor starts from the table.
+
+Every ``EXPIRE_EVERY`` commits, snapshots older than ``KEEP_SNAPSHOTS`` are
+expired and manifests are merged on commit (``commit.manifest-merge.enabled``),
+so a commit's cost does not grow with the table's history
+(docs/warehouse.md). Iceberg timestamps are microseconds: the lake's
+millisecond columns are cast on the way in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from spotify_stream.errors import UsageError
+from spotify_stream.settings import Settings
+from spotify_stream.sink.buffer import Flush, Limits, PartitionBuffer
+from spotify_stream.sink.datasets import Dataset
+from spotify_stream.sink.parquet import schema_of
+from spotify_stream.sink.storage import Storage, StorageUnavailable
+from spotify_stream.sink.writer import Written, rows_of
+from spotify_stream.validation import Rules
+
+log = logging.getLogger(__name__)
+
+#: Snapshot summary property: JSON ``{partition: next offset}`` of the dataset's topic.
+OFFSETS = "spotify-stream.offsets"
+#: Attempts of a commit that loses races to other workers' commits.
+ATTEMPTS = 10
+EXPIRE_EVERY = 100
+KEEP_SNAPSHOTS = dt.timedelta(hours=1)
+_PROPERTIES = {
+    "commit.retry.num-retries": "0",
+    "commit.manifest-merge.enabled": "true",
+    "write.parquet.compression-codec": "zstd",
+}
+
+
+class OffsetConflict(RuntimeError):
+    """A partition's offset in the table moved under this sink: another owner wrote it."""
+
+
+def iceberg_schema(record: str) -> pa.Schema:
+    """The Arrow schema of ``record`` with microsecond timestamps (Iceberg has no ms)."""
+    return pa.schema(
+        [
+            f.with_type(pa.timestamp("us", f.type.tz)) if pa.types.is_timestamp(f.type) else f
+            for f in schema_of(record)
+        ]
+    )
+
+
+def catalog_of(settings: Settings) -> Any:
+    """The SQL catalog over SQLite of a ``file://`` lake (``<lake>/iceberg``)."""
+    from pyiceberg.catalog.sql import SqlCatalog  # imported by an Iceberg lake alone
+
+    if not settings.lake.startswith("file://"):
+        raise UsageError(
+            "SPOTIFY_STREAM_LAKE_FORMAT=iceberg needs a file:// lake for now "
+            "(an s3:// lake with the Glue catalog is not built yet)"
+        )
+    root = Path(settings.lake.removeprefix("file://")).expanduser() / "iceberg"
+    root.mkdir(parents=True, exist_ok=True)
+    return SqlCatalog(
+        settings.glue_database,
+        uri=f"sqlite:///{root}/catalog.db",
+        warehouse=f"file://{root.resolve()}/warehouse",
+    )
+
+
+def offsets_of(table: Any) -> dict[int, int]:
+    """partition -> next offset, as the table's current snapshot holds them."""
+    snapshot = table.current_snapshot()
+    if snapshot is None:
+        return {}
+    raw = snapshot.summary.additional_properties.get(OFFSETS)
+    return {int(p): o for p, o in json.loads(raw).items()} if raw else {}
+
+
+class IcebergWriter:
+    """The sink's writer for Iceberg tables: ``recover`` and ``write_all``, as ``LakeWriter``."""
+
+    together = True  # one commit for the flushes of every partition of a dataset
+
+    def __init__(self, settings: Settings, storage: Storage) -> None:
+        self.storage = storage  # the lake's own files (ownership), closed by the sink
+        self.namespace = settings.glue_database
+        self._catalog = catalog_of(settings)
+        self._tables: dict[str, Any] = {}
+        self._seen: dict[tuple[str, int], int] = {}  # (dataset, partition) -> offset last seen
+        self._commits = 0
+        self._lock = threading.Lock()  # the catalog and tables, used from threads
+
+    async def recover(
+        self, dataset: Dataset, partition: int, committed: int, limits: Limits
+    ) -> PartitionBuffer:
+        """A buffer for ``partition`` that drops what the table already holds."""
+        offsets = await self._in_thread(self._offsets, dataset)
+        landed = offsets.get(partition, 0)
+        self._seen[dataset.name, partition] = landed
+        if landed > committed:
+            log.info(
+                "%s[%d]: the table holds offsets up to %d (committed %d); skipping them",
+                dataset.name,
+                partition,
+                landed,
+                committed,
+            )
+        return PartitionBuffer(dataset.name, partition, limits, landed=landed)
+
+    async def write_all(
+        self, flushes: list[Flush], dataset: Dataset, rules: Rules | None
+    ) -> Written:
+        """Append the rows of ``flushes`` (in order) and their offsets in one snapshot."""
+        written = Written()
+        tables = []
+        schema = iceberg_schema(dataset.topic.record)
+        for flush in flushes:
+            hours, rejected, skipped = await asyncio.to_thread(
+                rows_of, flush, dataset.topic.record, dataset.event_time, rules
+            )
+            written.rejected += rejected
+            written.skipped += skipped
+            tables += [table.cast(schema) for _, table in hours]
+        reached: dict[int, int] = {}
+        for flush in flushes:
+            reached[flush.partition] = max(reached.get(flush.partition, 0), flush.last + 1)
+        rows = pa.concat_tables(tables) if tables else schema.empty_table()
+        written.files = await self._in_thread(self._commit, dataset, rows, reached)
+        written.rows = rows.num_rows
+        written.bytes = rows.nbytes
+        return written
+
+    async def _in_thread(self, function: Any, *args: Any) -> Any:
+        try:
+            return await asyncio.to_thread(function, *args)
+        except OSError as exc:  # the catalog's database or the warehouse
+            raise StorageUnavailable(f"{type(exc).__name__}: {exc}", "io_error") from exc
+
+    def _table(self, dataset: Dataset) -> Any:
+        table = self._tables.get(dataset.name)
+        if table is None:
+            from pyiceberg.transforms import DayTransform
+
+            self._catalog.create_namespace_if_not_exists(self.namespace)
+            identifier = (self.namespace, dataset.name)
+            if self._catalog.table_exists(identifier):
+                table = self._catalog.load_table(identifier)
+            else:
+                table = self._catalog.create_table_if_not_exists(
+                    identifier, schema=iceberg_schema(dataset.topic.record), properties=_PROPERTIES
+                )
+                if table.spec().is_unpartitioned():
+                    with table.update_spec() as spec:
+                        spec.add_field(
+                            dataset.event_time, DayTransform(), f"{dataset.event_time}_day"
+                        )
+            self._tables[dataset.name] = table
+        return table
+
+    def _offsets(self, dataset: Dataset) -> dict[int, int]:
+        with self._lock:
+            table = self._table(dataset)
+            table.refresh()
+            return offsets_of(table)
+
+    def _commit(self, dataset: Dataset, rows: pa.Table, reached: dict[int, int]) -> int:
+        """Append ``rows`` with the offsets they reach; returns the data files added."""
+        from pyiceberg.exceptions import CommitFailedException
+
+        with self._lock:
+            table = self._table(dataset)
+            for attempt in range(ATTEMPTS):
+                table.refresh()
+                current = offsets_of(table)
+                if all(current.get(p, 0) >= o for p, o in reached.items()):
+                    return 0  # the table holds these rows already (it holds all before)
+                moved = {
+                    p: current.get(p, 0)
+                    for p in reached
+                    if current.get(p, 0) != self._seen.get((dataset.name, p), 0)
+                }
+                if moved:
+                    raise OffsetConflict(
+                        f"{dataset.name}: partitions {sorted(moved)} were written by another "
+                        f"owner (table at {moved}); stopping so the next start reads the table"
+                    )
+                summary = {OFFSETS: json.dumps({str(p): o for p, o in (current | reached).items()})}
+                try:
+                    with table.transaction() as transaction:
+                        transaction.append(rows, snapshot_properties=summary)
+                except CommitFailedException:
+                    log.info(
+                        "%s: another worker committed first; again (%d)", dataset.name, attempt
+                    )
+                    continue
+                for partition, offset in reached.items():
+                    self._seen[dataset.name, partition] = offset
+                self._commits += 1
+                if self._commits % EXPIRE_EVERY == 0:
+                    self._expire(table)
+                snapshot = table.current_snapshot()
+                return int(snapshot.summary.additional_properties.get("added-data-files", 0))
+            raise StorageUnavailable(
+                f"{dataset.name}: {ATTEMPTS} commits in a row lost to other writers", "refused"
+            )
+
+    def _expire(self, table: Any) -> None:
+        from pyiceberg.exceptions import CommitFailedException
+
+        older_than = dt.datetime.now(dt.UTC) - KEEP_SNAPSHOTS
+        with contextlib.suppress(CommitFailedException):  # another's won: the next catches up
+            table.maintenance.expire_snapshots().older_than(older_than).commit()
