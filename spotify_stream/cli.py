@@ -457,10 +457,11 @@ def catalog_sync(target: str, duckdb_path: Path) -> None:
     Credentials and region from the standard AWS chain.
     """
     from spotify_stream import console
-    from spotify_stream.sink.storage import storage_for
+    from spotify_stream.sink.storage import require_hive_layout, storage_for
     from spotify_stream.warehouse.catalog import sync_glue, sync_local
 
     settings = _settings()
+    require_hive_layout(settings, "catalog sync")
     if target == "local":
         _directory(duckdb_path.parent)
     storage = storage_for(settings)
@@ -609,10 +610,11 @@ def etl_compact(day: Any, datasets: tuple[str, ...], force: bool) -> None:
     interrupted is finished. Example: spotify-stream etl compact --date 2026-11-23
     """
     from spotify_stream import console
-    from spotify_stream.sink.storage import storage_for
+    from spotify_stream.sink.storage import require_hive_layout, storage_for
     from spotify_stream.warehouse.compaction import compact_day
 
     settings = _settings()
+    require_hive_layout(settings, "etl compact")
     day = _etl_day(day, force, settings)
     storage = storage_for(settings)
 
@@ -659,6 +661,41 @@ def etl_aggregate(day: Any, names: tuple[str, ...], force: bool) -> None:
             await storage.close()
 
     console.marts_summary(run_async(lambda _stop: run()), day)
+
+
+@etl.command("to-iceberg")
+def etl_to_iceberg() -> None:
+    """Copy a Hive-layout lake's datasets into Iceberg tables (workers stopped).
+
+    One commit per dataset, with the offsets the sink's group committed, so a
+    sink started with SPOTIFY_STREAM_LAKE_FORMAT=iceberg goes on from there.
+    The curated/ objects are left in place. Example: spotify-stream etl to-iceberg
+    """
+    from spotify_stream.sink.storage import storage_for
+    from spotify_stream.warehouse.migration import to_iceberg
+
+    settings = _lake_settings()
+    if settings.lake_format == "iceberg":
+        raise click.UsageError("the lake is Iceberg already (SPOTIFY_STREAM_LAKE_FORMAT)")
+    storage = storage_for(settings)
+
+    async def run() -> Any:
+        try:
+            return await to_iceberg(settings, storage)
+        finally:
+            await storage.close()
+
+    for copied in run_async(lambda _stop: run()):
+        click.echo(
+            f"{copied.dataset}: {copied.rows:,} rows from {copied.objects:,} objects, "
+            f"{len(copied.offsets)} partitions' offsets"
+            + (
+                f"; {copied.left_out} begun after the commit left to the sink"
+                if copied.left_out
+                else ""
+            )
+        )
+    click.echo("now start the workers with SPOTIFY_STREAM_LAKE_FORMAT=iceberg")
 
 
 def _render_option(help: str, required: bool = False) -> Any:

@@ -202,6 +202,14 @@ class LakeSink:
             for partition, next_offset in self._next.items()
         }
 
+    async def settle(self) -> None:
+        """Before partitions go: a layout that commits them together (an Iceberg table
+        and its offsets) waits for the write under way, so none lands after the new
+        owner has read where the table stands. (A Hive object landing late is the
+        same object the new owner writes.)"""
+        if self.writer.together:
+            await asyncio.gather(*self._writing.values())
+
     def revoke(self, partitions: set[int]) -> None:
         """Forget what is held for partitions this worker lost: their new owner replays it."""
         for partition in partitions:
@@ -426,6 +434,8 @@ class LakeConsumer(Service, ConsumerRebalanceListener):
             await storage.close()
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        for sink in {self.sinks[tp.topic] for tp in revoked}:
+            await sink.settle()
         for tp in revoked:
             self.sinks[tp.topic].revoke({tp.partition})
             self._committed.pop(tp, None)

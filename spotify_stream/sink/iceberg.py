@@ -111,6 +111,17 @@ def offsets_of(table: Any) -> dict[int, int]:
     return {int(p): o for p, o in json.loads(raw).items()} if raw else {}
 
 
+def read_table(settings: Settings, dataset: Dataset) -> pa.Table | None:
+    """``dataset``'s rows as its table's current snapshot holds them, with the Hive
+    layout's columns (millisecond timestamps); None before the table exists."""
+    catalog = catalog_of(settings)
+    identifier = (settings.glue_database, dataset.name)
+    if not catalog.table_exists(identifier):
+        return None
+    rows = catalog.load_table(identifier).scan().to_arrow()
+    return rows.cast(schema_of(dataset.topic.record))
+
+
 class IcebergWriter:
     """The sink's writer for Iceberg tables: ``recover`` and ``write_all``, as ``LakeWriter``."""
 
@@ -131,7 +142,7 @@ class IcebergWriter:
         """A buffer for ``partition`` that drops what the table already holds."""
         offsets = await self._in_thread(self._offsets, dataset)
         landed = offsets.get(partition, 0)
-        self._seen[dataset.name, partition] = landed
+        self.recovered(dataset, partition, landed)
         if landed > committed:
             log.info(
                 "%s[%d]: the table holds offsets up to %d (committed %d); skipping them",
@@ -160,10 +171,19 @@ class IcebergWriter:
         for flush in flushes:
             reached[flush.partition] = max(reached.get(flush.partition, 0), flush.last + 1)
         rows = pa.concat_tables(tables) if tables else schema.empty_table()
-        written.files = await self._in_thread(self._commit, dataset, rows, reached)
+        written.files = await self.commit(dataset, rows, reached)
         written.rows = rows.num_rows
         written.bytes = rows.nbytes
         return written
+
+    def recovered(self, dataset: Dataset, partition: int, landed: int) -> None:
+        """The table holds ``partition`` up to ``landed``: the offset a commit expects."""
+        self._seen[dataset.name, partition] = landed
+
+    async def commit(self, dataset: Dataset, rows: pa.Table, reached: dict[int, int]) -> int:
+        """Append ``rows`` (of the table's schema) in one snapshot that says each partition
+        of ``reached`` is in the table up to its offset; returns the data files added."""
+        return await self._in_thread(self._commit, dataset, rows, reached)
 
     async def _in_thread(self, function: Any, *args: Any) -> Any:
         try:
@@ -199,7 +219,6 @@ class IcebergWriter:
             return offsets_of(table)
 
     def _commit(self, dataset: Dataset, rows: pa.Table, reached: dict[int, int]) -> int:
-        """Append ``rows`` with the offsets they reach; returns the data files added."""
         from pyiceberg.exceptions import CommitFailedException
 
         with self._lock:

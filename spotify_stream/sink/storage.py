@@ -323,17 +323,20 @@ async def check_lake(settings: Settings) -> None:
         await storage.close()
 
 
+def require_hive_layout(settings: Settings, command: str) -> None:
+    """For the commands that work on the Hive layout's objects themselves."""
+    if settings.lake_format == "iceberg":
+        raise UsageError(
+            f"{command} works on the Hive layout's objects; on Iceberg tables "
+            "(SPOTIFY_STREAM_LAKE_FORMAT=iceberg) it is not built yet"
+        )
+
+
 def require_lake(settings: Settings) -> None:
     """For the commands that read the lake: a file:// lake that is not a directory is
     the user's mistake (a typo in SPOTIFY_STREAM_LAKE), not an empty lake; an s3://
     lake needs credentials before pyarrow's client tries the network."""
     lake = settings.lake
-    if settings.lake_format == "iceberg":
-        raise UsageError(
-            "this command reads the Hive layout; on Iceberg tables "
-            "(SPOTIFY_STREAM_LAKE_FORMAT=iceberg) it is not built yet: read them with "
-            "pyiceberg, or keep the Hive layout"
-        )
     if lake.startswith("s3://"):
         require_aws_credentials(lake)
     elif lake.startswith("file://"):

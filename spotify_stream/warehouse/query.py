@@ -7,8 +7,10 @@ tree, never by pasting text, so a value cannot change the statement.
 
 The DuckDB engine transpiles the Athena SQL with sqlglot and runs it over the
 lake: a file lake through ``read_parquet`` views, an S3 lake through pyarrow's
-S3 filesystem (DuckDB's own S3 support is an extension it would download).
-Each dataset is a view named like its Glue table, ``dt`` and ``hr`` included.
+S3 filesystem (DuckDB's own S3 support is an extension it would download),
+Iceberg tables through pyiceberg's scan of the current snapshot (DuckDB's
+iceberg extension would be downloaded too). Each dataset is a view named like
+its Glue table, ``dt`` and ``hr`` included.
 """
 
 from __future__ import annotations
@@ -118,6 +120,17 @@ def lake_tables() -> list[tuple[str, str, pa.Schema]]:
     return tables
 
 
+def with_hive_keys(table: pa.Table, event_time: str) -> pa.Table:
+    """``table`` with the ``dt`` and ``hr`` columns its Hive folders would give it (the
+    UTC day and hour of ``event_time``), so a query reads either layout alike."""
+    import pyarrow.compute as pc
+
+    when = table.column(event_time)
+    return table.append_column("dt", pc.strftime(when, "%Y-%m-%d")).append_column(
+        "hr", pc.strftime(when, "%H")
+    )
+
+
 def to_duckdb(athena_sql: str) -> str:
     """``athena_sql`` in DuckDB's dialect; a typo is the user's, said in one line."""
     import sqlglot
@@ -157,6 +170,16 @@ def _register(con, settings: Settings, name: str, folder: str, schema: pa.Schema
     import pyarrow.dataset as ds
 
     lake = settings.lake
+    dataset = next((d for d in DATASETS if d.name == name), None)
+    if settings.lake_format == "iceberg" and dataset is not None:
+        from spotify_stream.sink.iceberg import read_table
+
+        table = read_table(settings, dataset)
+        if table is not None:
+            con.register(name, with_hive_keys(table, dataset.event_time))
+            return
+        con.register(name, schema.empty_table())
+        return
     keys = [f for f in schema if f.name in ("dt", "hr")]
     if lake.startswith("file://"):
         root = Path(lake.removeprefix("file://")).expanduser().resolve()
