@@ -607,15 +607,21 @@ def etl_compact(day: Any, datasets: tuple[str, ...], force: bool) -> None:
     """Rewrite each hour folder of a day into a few large files (the row multiset kept).
 
     Idempotent: a folder already compacted is left alone, a run a crash
-    interrupted is finished. Example: spotify-stream etl compact --date 2026-11-23
+    interrupted is finished. On Iceberg tables each table's partition of the
+    day is rewritten in one snapshot instead (readers see the old files or the
+    new). Example: spotify-stream etl compact --date 2026-11-23
     """
     from spotify_stream import console
-    from spotify_stream.sink.storage import require_hive_layout, storage_for
-    from spotify_stream.warehouse.compaction import compact_day
+    from spotify_stream.sink.storage import storage_for
+    from spotify_stream.warehouse.compaction import compact_day, compact_iceberg_day
 
     settings = _settings()
-    require_hive_layout(settings, "etl compact")
     day = _etl_day(day, force, settings)
+    if settings.lake_format == "iceberg":
+        with console.out.status(f"rewriting the tables' partitions of {day}"):
+            results = run_async(lambda _stop: compact_iceberg_day(settings, day, list(datasets)))
+        console.compaction_summary(results, day)
+        return
     storage = storage_for(settings)
 
     async def run() -> Any:

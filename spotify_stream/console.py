@@ -204,7 +204,7 @@ def catalog_summary(result: SyncResult, database: str) -> None:
 
 def compaction_summary(results: dict[str, Compacted], day: object) -> None:
     table = Table(title=f"compaction of {day}", show_edge=False)
-    for column in ("dataset", "hour folders rewritten", "files before", "files after", "rows"):
+    for column in ("dataset", "partitions rewritten", "files before", "files after", "rows"):
         table.add_column(column, justify="left" if column == "dataset" else "right")
     for name, r in results.items():
         if r.files_before:

@@ -111,6 +111,61 @@ def offsets_of(table: Any) -> dict[int, int]:
     return {int(p): o for p, o in json.loads(raw).items()} if raw else {}
 
 
+def rewrite_day(settings: Settings, dataset: Dataset, day: dt.date) -> tuple[int, int, int]:
+    """Compaction: the data files of ``dataset``'s ``day`` partition rewritten into as few
+    as Iceberg's target size allows, in one snapshot that deletes exactly the files it
+    read (rows appended meanwhile stay) and keeps the offsets of the one before it.
+    A reader sees the old files or the new ones, never both; a crash before the commit
+    leaves the table as it was (and data files no snapshot names). Returns the files
+    before and after, and the rows."""
+    from pyiceberg.exceptions import CommitFailedException, ValidationException
+    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+
+    # pyiceberg writes an append's files with it; no public call writes them for a rewrite
+    from pyiceberg.io.pyarrow import _dataframe_to_data_files
+
+    catalog = catalog_of(settings)
+    identifier = (settings.glue_database, dataset.name)
+    if not catalog.table_exists(identifier):
+        return 0, 0, 0
+    table = catalog.load_table(identifier)
+    start = dt.datetime.combine(day, dt.time(), dt.UTC)
+    in_day = And(
+        GreaterThanOrEqual(dataset.event_time, start.isoformat()),
+        LessThan(dataset.event_time, (start + dt.timedelta(days=1)).isoformat()),
+    )
+    for _ in range(ATTEMPTS):
+        table.refresh()
+        snapshot = table.current_snapshot()
+        if snapshot is None:
+            return 0, 0, 0
+        scan = table.scan(row_filter=in_day, snapshot_id=snapshot.snapshot_id)
+        files = [task.file for task in scan.plan_files()]
+        if len(files) < 2:
+            return len(files), len(files), 0
+        rows = scan.to_arrow()
+        kept = {OFFSETS: snapshot.summary.additional_properties.get(OFFSETS, "{}")}
+        try:
+            with table.transaction() as transaction:
+                update = transaction.update_snapshot(snapshot_properties=kept)
+                with update.overwrite() as overwrite:
+                    for file in files:
+                        overwrite.delete_data_file(file)
+                    written = list(
+                        _dataframe_to_data_files(
+                            transaction.table_metadata, rows, table.io, overwrite.commit_uuid
+                        )
+                    )
+                    for file in written:
+                        overwrite.append_data_file(file)
+        except (CommitFailedException, ValidationException):
+            continue  # a sink's commit came first (or another compaction): plan again
+        return len(files), len(written), rows.num_rows
+    raise StorageUnavailable(
+        f"{dataset.name}: {ATTEMPTS} rewrites of {day} in a row lost to other writers", "refused"
+    )
+
+
 def read_table(settings: Settings, dataset: Dataset) -> pa.Table | None:
     """``dataset``'s rows as its table's current snapshot holds them, with the Hive
     layout's columns (millisecond timestamps); None before the table exists."""

@@ -64,6 +64,21 @@ class Compacted:
     rows: int = 0
 
 
+async def compact_iceberg_day(
+    settings: Settings, day: dt.date, names: list[str]
+) -> dict[str, Compacted]:
+    """On Iceberg tables: each dataset's partition of ``day`` rewritten in one snapshot
+    (``iceberg.rewrite_day``), atomically for readers; no swap to finish after a crash."""
+    from spotify_stream.sink.iceberg import rewrite_day
+
+    results = {}
+    for dataset in DATASETS:
+        if not names or dataset.name in names:
+            before, after, rows = await asyncio.to_thread(rewrite_day, settings, dataset, day)
+            results[dataset.name] = Compacted(int(after < before), before, after, rows)
+    return results
+
+
 async def compact_day(
     settings: Settings,
     storage: Storage,
