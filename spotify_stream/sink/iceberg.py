@@ -241,30 +241,38 @@ class IcebergWriter:
         return await self._in_thread(self._commit, dataset, rows, reached)
 
     async def _in_thread(self, function: Any, *args: Any) -> Any:
+        from sqlalchemy.exc import OperationalError  # the catalog's SQLite: locked, full
+
         try:
             return await asyncio.to_thread(function, *args)
-        except OSError as exc:  # the catalog's database or the warehouse
-            raise StorageUnavailable(f"{type(exc).__name__}: {exc}", "io_error") from exc
+        except (OSError, OperationalError) as exc:  # the catalog's database or the warehouse
+            message = str(exc).splitlines()[0]
+            raise StorageUnavailable(f"{type(exc).__name__}: {message}", "io_error") from exc
 
     def _table(self, dataset: Dataset) -> Any:
+        """The dataset's table, created with its partitioning in one commit (workers
+        starting together: one creates it, the others load it)."""
         table = self._tables.get(dataset.name)
         if table is None:
+            from pyiceberg.exceptions import TableAlreadyExistsError
             from pyiceberg.transforms import DayTransform
 
             self._catalog.create_namespace_if_not_exists(self.namespace)
             identifier = (self.namespace, dataset.name)
-            if self._catalog.table_exists(identifier):
-                table = self._catalog.load_table(identifier)
-            else:
-                table = self._catalog.create_table_if_not_exists(
-                    identifier, schema=iceberg_schema(dataset.topic.record), properties=_PROPERTIES
-                )
-                if table.spec().is_unpartitioned():
-                    with table.update_spec() as spec:
-                        spec.add_field(
-                            dataset.event_time, DayTransform(), f"{dataset.event_time}_day"
-                        )
-            self._tables[dataset.name] = table
+            if not self._catalog.table_exists(identifier):
+                schema = iceberg_schema(dataset.topic.record)
+                try:
+                    with (
+                        self._catalog.create_table_transaction(
+                            identifier, schema=schema, properties=_PROPERTIES
+                        ) as creation,
+                        creation.update_spec() as spec,
+                    ):
+                        name = f"{dataset.event_time}_day"
+                        spec.add_field(dataset.event_time, DayTransform(), name)
+                except TableAlreadyExistsError:
+                    pass
+            table = self._tables[dataset.name] = self._catalog.load_table(identifier)
         return table
 
     def _offsets(self, dataset: Dataset) -> dict[int, int]:
