@@ -30,7 +30,8 @@ Every ``EXPIRE_EVERY`` commits, snapshots older than ``KEEP_SNAPSHOTS`` are
 expired and manifests are merged on commit (``commit.manifest-merge.enabled``),
 so a commit's cost does not grow with the table's history
 (docs/warehouse.md). Iceberg timestamps are microseconds: the lake's
-millisecond columns are cast on the way in.
+millisecond columns are cast on the way in. Every local file a commit
+writes is fsynced before the catalog names it (``SyncedFileIO``).
 """
 
 from __future__ import annotations
@@ -38,13 +39,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
 import json
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    TableAlreadyExistsError,
+    ValidationException,
+)
+from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+
+# pyiceberg writes an append's files with it; no public call writes them for a rewrite
+from pyiceberg.io.pyarrow import PyArrowFile, PyArrowFileIO, _dataframe_to_data_files
+from pyiceberg.transforms import DayTransform
+from sqlalchemy.exc import OperationalError
 
 from spotify_stream.errors import UsageError
 from spotify_stream.settings import Settings
@@ -84,10 +99,42 @@ def iceberg_schema(record: str) -> pa.Schema:
     )
 
 
+class _Synced(io.FileIO):
+    """A local file that reaches the disk when closed, its folder's entry too."""
+
+    def close(self) -> None:
+        if not self.closed:
+            os.fsync(self.fileno())
+            folder = os.open(os.path.dirname(self.name), os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+        super().close()
+
+
+class SyncedFile(PyArrowFile):
+    def create(self, overwrite: bool = False) -> Any:
+        if not overwrite and self.exists():
+            raise FileExistsError(f"Cannot create file, already exists: {self.location}")
+        os.makedirs(os.path.dirname(self._path), exist_ok=True)
+        return io.BufferedWriter(_Synced(self._path, "w"), 1 << 20)
+
+
+class SyncedFileIO(PyArrowFileIO):
+    """pyiceberg's file IO (its ``py-io-impl``), with every local file it writes (data,
+    manifests, metadata) on disk before the catalog commit that names it: its own IO
+    calls no fsync, so a power cut could lose files a committed snapshot reads."""
+
+    def new_output(self, location: str) -> PyArrowFile:
+        scheme, _, path = self.parse_location(location, self.properties)
+        if scheme != "file":
+            return super().new_output(location)
+        return SyncedFile(location, path, self.fs_by_scheme(scheme, ""))
+
+
 def catalog_of(settings: Settings) -> Any:
     """The SQL catalog over SQLite of a ``file://`` lake (``<lake>/iceberg``)."""
-    from pyiceberg.catalog.sql import SqlCatalog  # imported by an Iceberg lake alone
-
     if not settings.lake.startswith("file://"):
         raise UsageError(
             "SPOTIFY_STREAM_LAKE_FORMAT=iceberg needs a file:// lake for now "
@@ -99,6 +146,7 @@ def catalog_of(settings: Settings) -> Any:
         settings.glue_database,
         uri=f"sqlite:///{root}/catalog.db",
         warehouse=f"file://{root.resolve()}/warehouse",
+        **{"py-io-impl": "spotify_stream.sink.iceberg.SyncedFileIO"},
     )
 
 
@@ -118,12 +166,6 @@ def rewrite_day(settings: Settings, dataset: Dataset, day: dt.date) -> tuple[int
     A reader sees the old files or the new ones, never both; a crash before the commit
     leaves the table as it was (and data files no snapshot names). Returns the files
     before and after, and the rows."""
-    from pyiceberg.exceptions import CommitFailedException, ValidationException
-    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
-
-    # pyiceberg writes an append's files with it; no public call writes them for a rewrite
-    from pyiceberg.io.pyarrow import _dataframe_to_data_files
-
     catalog = catalog_of(settings)
     identifier = (settings.glue_database, dataset.name)
     if not catalog.table_exists(identifier):
@@ -241,8 +283,6 @@ class IcebergWriter:
         return await self._in_thread(self._commit, dataset, rows, reached)
 
     async def _in_thread(self, function: Any, *args: Any) -> Any:
-        from sqlalchemy.exc import OperationalError  # the catalog's SQLite: locked, full
-
         try:
             return await asyncio.to_thread(function, *args)
         except (OSError, OperationalError) as exc:  # the catalog's database or the warehouse
@@ -254,9 +294,6 @@ class IcebergWriter:
         starting together: one creates it, the others load it)."""
         table = self._tables.get(dataset.name)
         if table is None:
-            from pyiceberg.exceptions import TableAlreadyExistsError
-            from pyiceberg.transforms import DayTransform
-
             self._catalog.create_namespace_if_not_exists(self.namespace)
             identifier = (self.namespace, dataset.name)
             if not self._catalog.table_exists(identifier):
@@ -282,8 +319,6 @@ class IcebergWriter:
             return offsets_of(table)
 
     def _commit(self, dataset: Dataset, rows: pa.Table, reached: dict[int, int]) -> int:
-        from pyiceberg.exceptions import CommitFailedException
-
         with self._lock:
             table = self._table(dataset)
             for attempt in range(ATTEMPTS):
@@ -322,8 +357,6 @@ class IcebergWriter:
             )
 
     def _expire(self, table: Any) -> None:
-        from pyiceberg.exceptions import CommitFailedException
-
         older_than = dt.datetime.now(dt.UTC) - KEEP_SNAPSHOTS
         with contextlib.suppress(CommitFailedException):  # another's won: the next catches up
             table.maintenance.expire_snapshots().older_than(older_than).commit()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import threading
 from collections import Counter
 
@@ -139,3 +140,25 @@ def test_writers_of_other_partitions_committing_at_once_keep_each_others_offsets
     assert multiset(table.scan().to_arrow().to_pylist()) == multiset(
         [CODEC.decode(CODEC.encode(r)) for r in expected]
     )
+
+
+async def test_every_file_a_commit_writes_is_synced_to_disk(tmp_path, monkeypatch):
+    """Data files, manifests and metadata (pyiceberg's own IO syncs none of them)."""
+    settings = settings_of(tmp_path)
+    writer = writer_of(settings)
+    await writer.recover(PLAYS, 0, 0, LIMITS)
+    warehouse = tmp_path / "lake" / "iceberg" / "warehouse"
+    before = {p for p in warehouse.rglob("*") if p.is_file()}
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def recording(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    await writer.write_all([flush(0, 0, plays(0, 30))], PLAYS, None)
+    written = {str(p) for p in warehouse.rglob("*") if p.is_file()} - {str(p) for p in before}
+    kinds = {p.rsplit(".", 1)[-1] for p in written}
+    assert kinds == {"parquet", "avro", "json"}, written  # data, manifests, metadata
+    assert written <= set(synced)
