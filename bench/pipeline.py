@@ -14,9 +14,11 @@ fresh embedded broker:
    every track is joined with album, artist and features, encoded and written
    to spotify.tracks.enriched, acknowledged before its offset is committed.
    Once with the worker's lake sink off (``lake_sink=False``: the stream core
-   alone), once with it on (file backend, a 1 s window): then "into the lake"
-   is the tracks over the time from the first track consumed to the flush
-   that lands the last enriched track (its last second is that window).
+   alone), once with it on (file backend, a 1 s window) for each
+   ``--lake-formats`` (the Hive layout's objects; Iceberg tables, a commit
+   per dataset and window): then "into the lake" is the tracks over the time
+   from the first track consumed to the flush that lands the last enriched
+   track (its last second is that window).
 
 5. the peer (one record per message only): Quix Streams doing the same job
    (``bench/peer.py``) on the same topics, timed the same way; its features
@@ -35,7 +37,7 @@ seconds; the bench lists the lake every 0.1 s and takes, for every play, the
 time from its ``played_at`` to its object's first sighting.
 
     python -m bench pipeline [--tracks 50000] [--batch 2000] [--repeat 3] [--forms one,batch]
-                             [--freshness 150] [--no-peer]
+                             [--lake-formats hive,iceberg] [--freshness 150] [--no-peer]
 """
 
 from __future__ import annotations
@@ -137,14 +139,22 @@ async def send(settings: Settings, messages: list[tuple[str, bytes, bytes]]) -> 
 
 
 def run(
-    data: Path, tracks: int, per_message: int, workdir: Path, lake: bool, with_peer: bool
+    data: Path,
+    tracks: int,
+    per_message: int,
+    workdir: Path,
+    lake_format: str | None,
+    with_peer: bool,
 ) -> dict[str, float]:
+    """One timed run; ``lake_format`` None: the lake sink off."""
+    lake = lake_format is not None
     with EmbeddedBroker() as broker:
         settings = stack_settings(
             broker,
             workdir,
             input_batch_records=per_message,
             lake_sink=lake,
+            lake_format=lake_format or "hive",
             flush_seconds=1,  # the backlog's last objects land 1 s after its last records
         )
         track_messages = asyncio.run(send_catalog(settings, data))
@@ -258,6 +268,11 @@ def main() -> None:
         help="input forms to time: one (record per message), batch, or both",
     )
     parser.add_argument(
+        "--lake-formats",
+        default="hive",
+        help="lake layouts of the sink-on runs: hive, iceberg, or both (hive,iceberg)",
+    )
+    parser.add_argument(
         "--freshness", type=float, default=150, help="seconds of plays for the freshness run"
     )
     parser.add_argument(
@@ -278,25 +293,33 @@ def main() -> None:
         for name in args.forms.split(","):
             label, per_message = forms[name]
             peer_here = with_peer and per_message == 1  # Quix Streams reads one per message
-            runs: dict[str, list[float]] = {key: [] for key in _COLUMNS}
+            formats = args.lake_formats.split(",")
+            runs = {fmt: {key: [] for key in _COLUMNS} for fmt in formats}
             for i in range(args.repeat):
-                for lake in (False, True):
+                for lake in (None, *formats):
                     workdir = Path(tmp) / f"run_{per_message}_{i}_{lake}"  # Quix: no dashes
                     workdir.mkdir()
-                    figures = run(data, args.tracks, per_message, workdir, lake, peer_here)
-                    runs["raw"].append(figures["raw"])
-                    if lake:
+                    # the peer once per form and repeat: with the sink off and the first layout
+                    with_peer = peer_here and lake in (None, formats[0])
+                    figures = run(data, args.tracks, per_message, workdir, lake, with_peer)
+                    for fmt in formats:  # the runs without a lake count for every layout
+                        if lake in (None, fmt):
+                            runs[fmt]["raw"].append(figures["raw"])
+                    if lake is not None:
                         for key in ("enrich", "lake", *_CPU, "worker_rss_mb"):
-                            runs[key].append(figures[key])
-                        if peer_here:
-                            runs["peer_lake"].append(figures["peer"])
-                            runs["peer_rss_mb"].append(figures["peer_rss_mb"])
+                            runs[lake][key].append(figures[key])
+                        if with_peer:
+                            for fmt in formats:
+                                runs[fmt]["peer_lake"].append(figures["peer"])
+                                runs[fmt]["peer_rss_mb"].append(figures["peer_rss_mb"])
                     else:
-                        runs["core"].append(figures["enrich"])
-                        if peer_here:
-                            runs["peer_core"].append(figures["peer"])
+                        for fmt in formats:
+                            runs[fmt]["core"].append(figures["enrich"])
+                            if with_peer:
+                                runs[fmt]["peer_core"].append(figures["peer"])
                     print(
-                        f"{label}, run {i + 1}/{args.repeat}, lake sink {'on' if lake else 'off'}: "
+                        f"{label}, run {i + 1}/{args.repeat}, lake sink "
+                        f"{'off' if lake is None else f'on ({lake})'}: "
                         + ", ".join(
                             f"{k} {v:.2f}"
                             if k in _CPU
@@ -307,7 +330,9 @@ def main() -> None:
                         ),
                         flush=True,
                     )
-            rows.append((label, {k: statistics.median(v) if v else None for k, v in runs.items()}))
+            for fmt in formats:
+                medians = {k: statistics.median(v) if v else None for k, v in runs[fmt].items()}
+                rows.append((f"{label}, {_LAYOUTS[fmt]}", medians))
         lags: list[float] = []
         if args.freshness > 0:
             workdir = Path(tmp) / "freshness"
@@ -319,7 +344,8 @@ def main() -> None:
         "(join_asof with the features, album and artist from memory, no cluster assignment)\n"
     )
     print(
-        "| input form | raw consume + decode (rec/s) | enrichment, sink off (tracks/s) "
+        "| input form, lake layout | raw consume + decode (rec/s) "
+        "| enrichment, sink off (tracks/s) "
         "| / raw | peer, sink off | worker / peer "
         "| into the lake, end to end (tracks/s) | / raw | peer, into its lake | worker / peer "
         f"| cores in use, sink on (of {os.cpu_count()}): worker / its main thread / broker "
@@ -344,6 +370,8 @@ def main() -> None:
             f"max {lags[-1]:.1f} s"
         )
 
+
+_LAYOUTS = {"hive": "Hive layout", "iceberg": "Iceberg tables"}
 
 #: The medians in the table.
 _COLUMNS = (
