@@ -159,7 +159,6 @@ class LakeSink:
         self.buffers: dict[int, PartitionBuffer] = {}
         self.pending: list[Flush] = []  # taken, not yet written (some being written)
         self._writing: dict[int, asyncio.Task[None]] = {}  # id(flush) -> its write
-        self._landed: dict[int, int] = {}  # partition -> offset the lake holds all before
         self._next: dict[int, int] = {}  # partition -> offset after the last message read
         self._header = MAGIC + codec_for(dataset.topic.record).fingerprint
         self.stats: dict[str, Any] = dict.fromkeys(
@@ -215,7 +214,6 @@ class LakeSink:
         for partition in partitions:
             self.buffers.pop(partition, None)
             self._next.pop(partition, None)
-            self._landed.pop(partition, None)
         self.pending = [f for f in self.pending if f.partition not in partitions]
 
     async def add(self, partition: int, messages: list[ConsumerRecord]) -> None:
@@ -225,10 +223,10 @@ class LakeSink:
         buffer = self.buffers.get(partition)
         if buffer is None:
             buffer = self.buffers[partition] = await self._recover(partition, messages[0].offset)
-        now, read, landed = time.monotonic(), 0, self._landed.get(partition, 0)
+        now, read = time.monotonic(), 0
         for message in messages:
             offset = message.offset
-            if offset < landed:  # a replay of what the lake holds (Iceberg: in the table)
+            if offset < buffer.landed:  # a replay of what the lake holds (Iceberg: in the table)
                 self.stats["landed_before"] += 1
                 continue
             items = self._items(message.value or b"")
@@ -289,12 +287,10 @@ class LakeSink:
         if not self.gate.ready():
             raise StorageDown
         try:
-            buffer = await self.writer.recover(self.dataset, partition, committed, self.limits)
+            return await self.writer.recover(self.dataset, partition, committed, self.limits)
         except StorageUnavailable as exc:  # the caller reads the message again later
             self._failed(f"recovering partition {partition}", exc)
             raise StorageDown from None
-        self._landed[partition] = buffer.landed
-        return buffer
 
     def _flush(self, buffer: PartitionBuffer, reason: str) -> None:
         self.pending.append(buffer.take(reason))
